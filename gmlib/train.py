@@ -74,6 +74,21 @@ def _check_images(images: torch.Tensor, labels: torch.Tensor | None) -> None:
         raise ValueError(f"labels must be (N,) with N = {len(images)}, got shape {tuple(labels.shape)}")
 
 
+def adam(params, *, lr: float, device: torch.device, **kwargs) -> torch.optim.Adam:
+    """Adam, using the fused kernel (one kernel for all parameters) where the device has one.
+
+    Same algorithm and numbers as the default for-each implementation, fewer passes over memory:
+    on a 2-core CPU it trains the MLP VAE about 1.4x faster (bench/throughput.py).
+    """
+    params = list(params)
+    if device.type in ("cuda", "cpu"):
+        try:
+            return torch.optim.Adam(params, lr=lr, fused=True, **kwargs)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return torch.optim.Adam(params, lr=lr, **kwargs)
+
+
 def fit(model: nn.Module, images: torch.Tensor, *, loss_fn: LossFn, num_epochs: int,
         batch_size: int = 128, lr: float = 1e-3, labels: torch.Tensor | None = None,
         optimizer: torch.optim.Optimizer | None = None, device: torch.device | str | None = None,
@@ -85,8 +100,8 @@ def fit(model: nn.Module, images: torch.Tensor, *, loss_fn: LossFn, num_epochs: 
     ``loss_fn(model, x)`` (or ``loss_fn(model, x, y)`` when ``labels`` is given) receives a
     float batch in [0, 1] on the device and returns a scalar loss, or a dict of scalars with
     the key ``"loss"`` (the other entries are averaged per epoch too). The default optimizer
-    is Adam with learning rate ``lr``. ``callback(epoch, model, history)`` runs after each
-    epoch; returning ``True`` from it stops training early.
+    is Adam with learning rate ``lr`` (fused where possible, see :func:`adam`).
+    ``callback(epoch, model, history)`` runs after each epoch; returning ``True`` from it stops training early.
     """
     _check_images(images, labels)
     if not isinstance(num_epochs, int) or num_epochs < 0:
@@ -103,7 +118,7 @@ def fit(model: nn.Module, images: torch.Tensor, *, loss_fn: LossFn, num_epochs: 
         torch.backends.cudnn.benchmark = True
     data = images.to(dev)                                  # (N, ...) uint8, resident on the device
     targets = labels.to(dev) if labels is not None else None
-    opt = optimizer if optimizer is not None else torch.optim.Adam(model.parameters(), lr=lr)
+    opt = optimizer if optimizer is not None else adam(model.parameters(), lr=lr, device=dev)
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed if seed is not None else int(torch.randint(2**31, (1,)).item()))
 

@@ -134,3 +134,20 @@ def test_bad_input_is_explained():
         gm.fit(model, x, loss_fn=lambda m, x: (m(x) - x) ** 2, num_epochs=1)
     with pytest.raises(KeyError, match="'loss'"):
         gm.fit(model, x, loss_fn=lambda m, x: {"mse": reconstruction(m, x)}, num_epochs=1)
+
+
+def test_default_adam_matches_torch_reference_adam():
+    """fit's fused Adam is the same algorithm as torch.optim.Adam's default implementation."""
+    torch.manual_seed(0)
+    a, b = mlp_autoencoder(), mlp_autoencoder()
+    b.load_state_dict(a.state_dict())
+    fused = gm.train.adam(a.parameters(), lr=1e-2, device=torch.device("cpu"))
+    reference = torch.optim.Adam(b.parameters(), lr=1e-2, foreach=False)
+    x = torch.rand(16, 1, 8, 8)
+    for _ in range(5):
+        for model, opt in ((a, fused), (b, reference)):
+            opt.zero_grad()
+            reconstruction(model, x).backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
