@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 NODE   := tests/.node
 MATHJAX := $(NODE)/node_modules/mathjax/es5/tex-mml-chtml.js
 MATHJAX_VERSION := 3.2.2
-TEST_CACHE := $(CURDIR)/_build/test-cache
+TEST_CACHE ?= $(CURDIR)/_build/test-cache
 
 .PHONY: setup book test bench clean
 

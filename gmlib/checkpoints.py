@@ -20,6 +20,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from . import runtime
 from .data import cache_dir
 from .train import History
 
@@ -85,7 +86,8 @@ def train_or_load(name: str, settings: dict[str, Any], *, build: Callable[[], nn
     ``model = build()`` trained by ``train(model)`` (which returns its History) and saved.
 
     The key is ``name`` plus ``settings`` (a notebook passes its budget's settings), so a change
-    of any setting trains anew. ``retrain=True`` ignores the cache.
+    of any setting trains anew. ``retrain=True`` ignores the cache. Either way the model comes
+    back on ``gm.device()`` in eval mode, so the code after it runs the same on a re-run.
     """
     path = checkpoint_path(name, settings, directory=directory)
     model = build()
@@ -93,7 +95,7 @@ def train_or_load(name: str, settings: dict[str, Any], *, build: Callable[[], nn
         history = _try_load(path, name, settings, model)
         if history is not None:
             print(f"loaded {name} from {path}")
-            return model.eval(), history
+            return model.to(runtime.device()).eval(), history
         model = build()  # a failed load may have filled some weights: start clean
     history = train(model)
     if not isinstance(history, History):
@@ -102,4 +104,4 @@ def train_or_load(name: str, settings: dict[str, Any], *, build: Callable[[], nn
     save_atomic({"format": FORMAT, "name": name,
                  "settings": json.loads(json.dumps(settings, sort_keys=True, default=str)),
                  "state_dict": state, "history": history.to_dict()}, path)
-    return model.eval(), history
+    return model.to(runtime.device()).eval(), history

@@ -172,3 +172,11 @@ def test_training_run_killed_mid_save_never_leaves_a_crashing_checkpoint(tmp_pat
 def test_train_must_return_a_history(tmp_path):
     with pytest.raises(TypeError, match="History"):
         gm.train_or_load("tiny", SETTINGS, build=build, train=lambda m: [1.0], directory=tmp_path)
+
+
+def test_model_comes_back_on_the_runtime_device_whether_trained_or_loaded(tmp_path, monkeypatch):
+    from gmlib import runtime
+    monkeypatch.setattr(runtime, "device", lambda: torch.device("meta"))  # stands in for a GPU
+    trained, _ = gm.train_or_load("tiny", SETTINGS, build=build, train=Trainer(), directory=tmp_path)
+    loaded, _ = gm.train_or_load("tiny", SETTINGS, build=build, train=Trainer(), directory=tmp_path)
+    assert trained.weight.device.type == loaded.weight.device.type == "meta"

@@ -111,13 +111,15 @@ def site_dir(tmp_path_factory) -> Path:
     try:
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
-        log = strip_ansi((exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else exc.stdout or "")
-        pytest.fail(f"the book build took over {BUILD_TIMEOUT} s:\n" + "\n".join(log.splitlines()[-60:]))
+        out_text = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        pytest.fail(f"the book build took over {BUILD_TIMEOUT} s:\n"
+                    + "\n".join(strip_ansi(out_text).splitlines()[-60:]), pytrace=False)
     log = strip_ansi(proc.stdout + proc.stderr)
     (out / "build.log").write_text(log)
     if proc.returncode != 0:
         lines = log.splitlines()
-        problems = [l for l in lines if re.search(r"WARNING|ERROR|Error|Exception", l)][:40]
+        problems = [l for l in lines if re.search(r"WARNING:|ERROR:|CRITICAL:|Error\b|Exception\b", l)
+                    and "IPKernelApp" not in l][:40]
         pytest.fail(f"the book build failed (exit {proc.returncode}): {' '.join(command)}\n"
                     "warnings and errors:\n" + "\n".join(problems)
                     + "\n--- last lines of the log ---\n" + "\n".join(lines[-60:]), pytrace=False)
@@ -126,7 +128,7 @@ def site_dir(tmp_path_factory) -> Path:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 (the base class's name)
+    def log_message(self, *args) -> None:  # no line per request in the test output
         pass
 
 
@@ -182,7 +184,7 @@ def browser_context(server):
     mathjax_root, cdn_prefix = local_mathjax()
     network = Network()
 
-    def route(route):
+    def fake_network(route) -> None:
         url = route.request.url
         if url.startswith(server):
             route.continue_()
@@ -191,7 +193,8 @@ def browser_context(server):
             path = (mathjax_root / relative).resolve()
             if path.is_file() and path.is_relative_to(mathjax_root):
                 network.served.append(url)
-                kind = CONTENT_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                kind = (CONTENT_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0]
+                        or "application/octet-stream")
                 # The CDN allows any origin, which fonts loaded across origins need.
                 route.fulfill(status=200, path=path, headers={"Content-Type": kind,
                                                               "Access-Control-Allow-Origin": "*"})
@@ -206,7 +209,7 @@ def browser_context(server):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
         context.set_default_timeout(PAGE_TIMEOUT_MS)
-        context.route("**/*", route)
+        context.route("**/*", fake_network)
         try:
             yield context, network
         finally:
@@ -220,8 +223,19 @@ MATH_REPORT_JS = r"""() => {
   const math = [...document.querySelectorAll('.math')];
   const untypeset = math.filter(e => !e.querySelector('mjx-container'))
                         .map(e => e.textContent.trim().slice(0, 80));
-  const texErrors = [...document.querySelectorAll('mjx-merror, [data-mjx-error]')]
-                        .map(e => (e.getAttribute('data-mjx-error') || e.textContent).slice(0, 80));
+  // TeX errors: MathJax renders a syntax error as <merror> and an undefined macro as red text.
+  const texErrors = [];
+  const items = window.MathJax && MathJax.startup && MathJax.startup.document
+                ? MathJax.startup.document.getMathItemsWithin(document.body) : [];
+  for (const item of items) {
+    let bad = null;
+    if (item.root) item.root.walkTree(node => {
+      if (node.isKind('merror')) bad = bad || 'error';
+      else if (node.isKind('mtext') && node.attributes.get('mathcolor') === 'red')
+        bad = bad || 'undefined macro';
+    });
+    if (bad) texErrors.push(`${bad} in ${String(item.math).slice(0, 80)}`);
+  }
   // The visible prose: the page's text without code, scripts and typeset math.
   const copy = document.body.cloneNode(true);
   copy.querySelectorAll('pre, code, script, style, textarea, mjx-container, .highlight')
@@ -258,7 +272,6 @@ SLIDER_STATE_JS = r"""(div) => {
   const output = div.querySelector('output');
   return {min: input ? Number(input.min) : null, max: input ? Number(input.max) : null,
           value: input ? Number(input.value) : null, src: img ? img.src : null,
-          loaded: img ? (img.complete && img.naturalWidth > 0) : false,
           output: output ? output.textContent : null,
           frames: frames ? JSON.parse(frames.textContent) : null};
 }"""
@@ -294,9 +307,17 @@ def check_sliders(page, report: PageReport) -> None:
             report.problems.append(f"{where}: moving it from {before['value']} to {target} "
                                    "did not change the image")
             continue
+        try:  # the new frame must display, not just be assigned
+            page.wait_for_function("div => { const img = div.querySelector('img');"
+                                   " return img.complete && img.naturalWidth > 0; }",
+                                   arg=slider.element_handle(), timeout=5000)
+        except Exception:
+            report.problems.append(f"{where}: the frame at value {target} does not load as an image")
+            continue
         after = slider.evaluate(SLIDER_STATE_JS)
         if after["src"] != before["frames"]["src"][target]:
-            report.problems.append(f"{where}: at value {target} it shows another frame than frame {target}")
+            report.problems.append(f"{where}: at value {target} it shows another frame than "
+                                   f"frame {target}")
         elif after["output"] != before["frames"]["labels"][target]:
             report.problems.append(f"{where}: at value {target} its label reads {after['output']!r}, "
                                    f"expected {before['frames']['labels'][target]!r}")
@@ -366,6 +387,7 @@ def check_page(context, network: Network, base: str, docname: str) -> PageReport
                     for url in network.blocked[blocked_before:])
     problems.extend(f"MathJax file missing from the local copy: {url}"
                     for url in network.missing[missing_before:])
+    report.problems = list(dict.fromkeys(problems))  # a resource requested twice is one problem
     return report
 
 
@@ -386,6 +408,8 @@ def test_every_built_page_is_in_the_toc(site_dir):
     assert not missing, f"pages in _toc.yml that were not built: {missing}"
     extra = sorted(built - set(DOCNAMES))
     assert not extra, f"built pages that the test does not open (not in _toc.yml): {extra}"
+    index = (site_dir / "index.html").read_text()
+    assert f"{DOCNAMES[0]}.html" in index, "index.html does not lead to the root page of _toc.yml"
 
 
 @pytest.mark.parametrize("docname", DOCNAMES)
@@ -398,7 +422,8 @@ def test_math_is_served_from_the_local_mathjax(site_reports, browser_context):
     _, network = browser_context
     assert any(r.math for r in site_reports.values()), "no page has math: the math checks proved nothing"
     assert network.served, "MathJax was never requested from its CDN, so the routing was never tested"
-    assert not network.blocked, f"requests beyond the site and the MathJax CDN: {sorted(set(network.blocked))}"
+    assert not network.blocked, \
+        f"requests beyond the site and the MathJax CDN: {sorted(set(network.blocked))}"
 
 
 def test_a_static_slider_moves(site_reports):
