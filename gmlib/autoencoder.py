@@ -49,6 +49,7 @@ class LinearAutoencoder(_Autoencoder):
     r"""$z = W_e x + b_e$, $\hat{x} = W_d z + b_d$: no nonlinearity, no sigmoid.
 
     With squared error its decoder spans the top-``latent_dim`` principal subspace of the data.
+    Taught in ``notebooks/01_autoencoders.ipynb``, "A linear autoencoder finds the PCA subspace".
     """
     sigmoid_output = False
 
@@ -71,7 +72,11 @@ class LinearAutoencoder(_Autoencoder):
 
 
 class MLPAutoencoder(_Autoencoder):
-    """Fully connected encoder and decoder with ReLU between the layers."""
+    """Fully connected encoder and decoder with ReLU between the layers.
+
+    Taught in ``notebooks/01_autoencoders.ipynb``, "Deep autoencoders: fully connected and
+    convolutional".
+    """
 
     def __init__(self, *, image_shape: tuple[int, int, int] = (1, 28, 28),
                  hidden_dims: tuple[int, ...] = (512, 256), latent_dim: int = 16):
@@ -102,6 +107,8 @@ class ConvAutoencoder(_Autoencoder):
 
     Each of the ``len(channels)`` stages halves the height and width, so both must be divisible
     by ``2 ** len(channels)`` (28 x 28 with two stages: 28 -> 14 -> 7 -> 14 -> 28).
+    Taught in ``notebooks/01_autoencoders.ipynb``, "Deep autoencoders: fully connected and
+    convolutional".
     """
 
     def __init__(self, *, image_shape: tuple[int, int, int] = (1, 28, 28),
@@ -139,6 +146,7 @@ def reconstruction_loss(model: _Autoencoder, x: torch.Tensor, *, kind: str = "ms
 
     ``"mse"``: $\sum_j (x_j - \hat{x}_j)^2$; ``"bce"``: $-\sum_j x_j \log \hat{x}_j +
     (1 - x_j) \log(1 - \hat{x}_j)$, computed from the logits for numerical stability.
+    Taught in ``notebooks/01_autoencoders.ipynb``, "The autoencoder idea".
     """
     if kind not in LOSSES:
         raise ValueError(f"unknown loss {kind!r}; expected one of {', '.join(map(repr, LOSSES))}")

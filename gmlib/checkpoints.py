@@ -81,12 +81,13 @@ def _try_load(path: Path, name: str, settings: dict[str, Any], model: nn.Module)
 
 def train_or_load(name: str, settings: dict[str, Any], *, build: Callable[[], nn.Module],
                   train: Callable[[nn.Module], History], directory: str | Path | None = None,
-                  retrain: bool = False) -> tuple[nn.Module, History]:
+                  retrain: bool = False, verbose: bool = True) -> tuple[nn.Module, History]:
     """Return ``(model, history)``: loaded from the cache if a usable checkpoint exists, else
     ``model = build()`` trained by ``train(model)`` (which returns its History) and saved.
 
     The key is ``name`` plus ``settings`` (a notebook passes its budget's settings), so a change
-    of any setting trains anew. ``retrain=True`` ignores the cache. Either way the model comes
+    of any setting trains anew. ``retrain=True`` ignores the cache; ``verbose=False`` drops the
+    "loaded ..." line (a problem with a file is always reported). Either way the model comes
     back on ``gm.device()`` in eval mode, so the code after it runs the same on a re-run.
     """
     path = checkpoint_path(name, settings, directory=directory)
@@ -94,7 +95,8 @@ def train_or_load(name: str, settings: dict[str, Any], *, build: Callable[[], nn
     if not retrain:
         history = _try_load(path, name, settings, model)
         if history is not None:
-            print(f"loaded {name} from {path}")
+            if verbose:
+                print(f"loaded {name} from {path}")
             return model.to(runtime.device()).eval(), history
         model = build()  # a failed load may have filled some weights: start clean
     history = train(model)
