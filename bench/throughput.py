@@ -4,12 +4,13 @@ Both train the same MLP VAE (784-400-20, as in pytorch/examples' vae) on the sam
 Fashion-MNIST training images, with the same batch size, optimizer and loss, for one epoch
 each, in this one process; the script prints images/second for each and their ratio.
 
-    .venv/bin/python bench/throughput.py [--limit N] [--batch-size 128] [--epochs 1]
+    .venv/bin/python bench/throughput.py [--limit N] [--batch-size 128] [--epochs 1] [--repeats 3]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -89,36 +90,49 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="use the first N training images")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="alternate the loops this many times and report medians (the machine "
+                             "may be shared and noisy)")
     args = parser.parse_args()
 
     print(gm.runtime.summary())
     images = gm.load("fashion-mnist", split="train", limit=args.limit).images
     print(f"data: {len(images)} Fashion-MNIST images, batch size {args.batch_size}, "
-          f"{args.epochs} epoch(s), Adam lr 1e-3, MLP VAE 784-400-20")
+          f"{args.epochs} epoch(s), Adam lr 1e-3, MLP VAE 784-400-20, CPU, "
+          f"{args.repeats} alternating repeat(s) after a warm-up")
 
-    def run_fit(optimizer_kind: str) -> gm.History:
+    def run_fit(optimizer_kind: str, data: torch.Tensor) -> gm.History:
         torch.manual_seed(0)
         model = MLPVAE()
         optimizer = (torch.optim.Adam(model.parameters(), lr=1e-3) if optimizer_kind == "for-each"
                      else None)                                   # None: fit's default, fused Adam
-        return gm.fit(model, images, loss_fn=vae_loss, num_epochs=args.epochs, optimizer=optimizer,
+        return gm.fit(model, data, loss_fn=vae_loss, num_epochs=args.epochs, optimizer=optimizer,
                       batch_size=args.batch_size, lr=1e-3, device="cpu", progress=False, seed=0)
 
-    history = run_fit("fused")
-    history_foreach = run_fit("for-each")
+    rates: dict[str, list[float]] = {"fit": [], "for-each": [], "loader": []}
     with tempfile.TemporaryDirectory() as tmp:
-        seconds, seen = dataloader_loop(torchvision_root(Path(tmp)), batch_size=args.batch_size,
-                                        epochs=args.epochs, limit=args.limit, seed=0)
-    loader_rate = seen / seconds
-    fit_rate = history.images_per_second
+        root = torchvision_root(Path(tmp))
+        run_fit("fused", images[:2048])                             # warm-up: allocators, kernels
+        dataloader_loop(root, batch_size=args.batch_size, epochs=1, limit=2048, seed=0)
+        for _ in range(args.repeats):
+            history = run_fit("fused", images)
+            rates["fit"].append(history.images_per_second)
+            rates["for-each"].append(run_fit("for-each", images).images_per_second)
+            seconds, seen = dataloader_loop(root, batch_size=args.batch_size, epochs=args.epochs,
+                                            limit=args.limit, seed=0)
+            rates["loader"].append(seen / seconds)
+    fit_rate, foreach_rate, loader_rate = (statistics.median(rates[k]) for k in ("fit", "for-each", "loader"))
+    ratios = [f / l for f, l in zip(rates["fit"], rates["loader"])]
 
-    print(f"gm.fit                          : {fit_rate:8.0f} images/s  ({history.seconds:.1f} s, "
+    def spread(key: str) -> str:
+        return ", ".join(f"{r:.0f}" for r in rates[key])
+    print(f"gm.fit                          : {fit_rate:8.0f} images/s  (runs: {spread('fit')}; "
           f"final loss {history.loss[-1] / args.batch_size:.1f} nats/image)")
-    print(f"gm.fit with for-each Adam       : {history_foreach.images_per_second:8.0f} images/s  "
-          f"({history_foreach.seconds:.1f} s)")
-    print(f"DataLoader + ToTensor (examples): {loader_rate:8.0f} images/s  ({seconds:.1f} s)")
-    print(f"ratio gm.fit / DataLoader loop  : {fit_rate / loader_rate:.2f}x "
-          f"(data path alone: {history_foreach.images_per_second / loader_rate:.2f}x)")
+    print(f"gm.fit with for-each Adam       : {foreach_rate:8.0f} images/s  (runs: {spread('for-each')})")
+    print(f"DataLoader + ToTensor (examples): {loader_rate:8.0f} images/s  (runs: {spread('loader')})")
+    print(f"ratio gm.fit / DataLoader loop  : {statistics.median(ratios):.2f}x median "
+          f"(runs: {', '.join(f'{r:.2f}' for r in ratios)}; data path alone, same Adam: "
+          f"{foreach_rate / loader_rate:.2f}x)")
 
 
 if __name__ == "__main__":
