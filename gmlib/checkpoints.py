@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from . import runtime
-from .data import cache_dir
+from .data import cache_dir, publish
 from .train import History
 
 FORMAT = 1
@@ -54,10 +54,7 @@ def save_atomic(obj: Any, path: str | Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

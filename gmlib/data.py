@@ -171,10 +171,18 @@ def _gunzip(src: Path, dst: Path) -> None:
     try:
         with gzip.open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
             shutil.copyfileobj(fin, fout, length=1 << 20)
-        os.replace(tmp, dst)
+        publish(tmp, dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def publish(tmp: str | Path, dst: Path) -> None:
+    """Give a finished temporary file the usual mode (mkstemp makes it private), rename it over dst."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, dst)
 
 
 def _md5(path: Path) -> str:
