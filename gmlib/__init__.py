@@ -1,17 +1,17 @@
 """gmlib: the models and training loops of the course "Generative Models, an executable course".
 
-``import gmlib as gm`` gives ``gm.runtime``, ``gm.data``, ``gm.train``, ``gm.checkpoints`` and
-``gm.viz``, and the most used names directly: ``gm.device``, ``gm.budget``, ``gm.settings``,
+``import gmlib as gm`` gives ``gm.runtime``, ``gm.data``, ``gm.train``, ``gm.checkpoints``,
+``gm.viz`` and the model modules (``gm.autoencoder``), and the most used names directly: ``gm.device``, ``gm.budget``, ``gm.settings``,
 ``gm.seed_everything``, ``gm.fit``, ``gm.train_or_load``.
 """
-from . import checkpoints, data, runtime, train, viz
+from . import autoencoder, checkpoints, data, runtime, train, viz
 from .checkpoints import train_or_load
 from .data import load
 from .runtime import budget, device, seed_everything, settings
 from .train import History, fit
 from .viz import show_images, static_slider
 
-__all__ = ["checkpoints", "data", "runtime", "train", "viz", "train_or_load", "load", "budget",
+__all__ = ["autoencoder", "checkpoints", "data", "runtime", "train", "viz", "train_or_load", "load", "budget",
            "device", "seed_everything", "settings", "History", "fit", "show_images",
            "static_slider"]
 __version__ = "0.1.0"

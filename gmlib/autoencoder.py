@@ -45,7 +45,18 @@ class _Autoencoder(nn.Module):
         return self.decode(self.encode(x))
 
 
-class LinearAutoencoder(_Autoencoder):
+class _FlatAutoencoder(_Autoencoder):
+    """Encoder and decoder that see an image as one flat vector of C * H * W numbers."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        return self.encoder(x.flatten(1))                            # (B, latent_dim)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).unflatten(1, self.image_shape)        # (B, C, H, W)
+
+
+class LinearAutoencoder(_FlatAutoencoder):
     r"""$z = W_e x + b_e$, $\hat{x} = W_d z + b_d$: no nonlinearity, no sigmoid.
 
     With squared error its decoder spans the top-``latent_dim`` principal subspace of the data.
@@ -63,15 +74,7 @@ class LinearAutoencoder(_Autoencoder):
         self.encoder = nn.Linear(dim, latent_dim)
         self.decoder = nn.Linear(latent_dim, dim)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        self._check(x)
-        return self.encoder(x.flatten(1))                            # (B, latent_dim)
-
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z).unflatten(1, self.image_shape)        # (B, C, H, W)
-
-
-class MLPAutoencoder(_Autoencoder):
+class MLPAutoencoder(_FlatAutoencoder):
     """Fully connected encoder and decoder with ReLU between the layers.
 
     Taught in ``notebooks/01_autoencoders.ipynb``, "Deep autoencoders: fully connected and
@@ -93,14 +96,6 @@ class MLPAutoencoder(_Autoencoder):
         for a, b in zip(back[:-1], back[1:]):
             layers += [nn.Linear(a, b), nn.ReLU()]
         self.decoder = nn.Sequential(*layers, nn.Linear(back[-1], dims[0]))
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        self._check(x)
-        return self.encoder(x.flatten(1))                            # (B, latent_dim)
-
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z).unflatten(1, self.image_shape)        # (B, C, H, W)
-
 
 class ConvAutoencoder(_Autoencoder):
     """Strided convolutions down, a linear bottleneck, transposed convolutions back up.
