@@ -1,8 +1,9 @@
 """gmlib: the models and training loops of the course "Generative Models, an executable course".
 
 ``import gmlib as gm`` gives ``gm.runtime``, ``gm.data``, ``gm.train``, ``gm.checkpoints``,
-``gm.viz`` and the model modules (``gm.autoencoder``), and the most used names directly: ``gm.device``, ``gm.budget``, ``gm.settings``,
-``gm.seed_everything``, ``gm.fit``, ``gm.train_or_load``.
+``gm.viz`` and the model modules (``gm.autoencoder``), and the most used names directly:
+``gm.device``, ``gm.budget``, ``gm.settings``, ``gm.seed_everything``, ``gm.fit``,
+``gm.train_or_load``.
 """
 from . import autoencoder, checkpoints, data, runtime, train, viz
 from .checkpoints import train_or_load
