@@ -86,16 +86,18 @@ class MLPAutoencoder(_FlatAutoencoder):
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.latent_dim = latent_dim
-        dims = [math.prod(self.image_shape), *hidden_dims]
-        layers: list[nn.Module] = []
-        for a, b in zip(dims[:-1], dims[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        self.encoder = nn.Sequential(*layers, nn.Linear(dims[-1], latent_dim))
-        layers = []
-        back = [latent_dim, *reversed(hidden_dims)]
-        for a, b in zip(back[:-1], back[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        self.decoder = nn.Sequential(*layers, nn.Linear(back[-1], dims[0]))
+        dims = [math.prod(self.image_shape), *hidden_dims, latent_dim]  # D -> ... -> k
+        self.encoder = _mlp(dims)
+        self.decoder = _mlp(dims[::-1])                                  # k -> ... -> D
+
+
+def _mlp(dims: list[int]) -> nn.Sequential:
+    """Linear layers through ``dims`` with a ReLU between each two (none after the last)."""
+    layers: list[nn.Module] = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
 
 class ConvAutoencoder(_Autoencoder):
     """Strided convolutions down, a linear bottleneck, transposed convolutions back up.
