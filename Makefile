@@ -1,18 +1,19 @@
 # make book   build the static site into _build/html (every notebook executed)
-# make test   unit tests, every notebook under nbval (smoke budget), and the site test
+# make test   lint, unit tests, every notebook under nbval (smoke budget), and the site test
 # make bench  benchmarks that print figures (not tests)
-# Each target sets up .venv first; a second run skips what is already installed.
+# make repository URL=https://github.com/<owner>/<repo>   point the course at a fork
+# Each target sets up .venv first, then provides what it needs beyond Python packages
+# (scripts/provision.py: the data, a browser, MathJax); a second run skips all of it.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-NODE   := tests/.node
-MATHJAX := $(NODE)/node_modules/mathjax/es5/tex-mml-chtml.js
-MATHJAX_VERSION := 3.2.2
 TEST_CACHE ?= $(CURDIR)/_build/test-cache
+PROVISION := $(BIN)/python scripts/provision.py
+LINTED := gmlib tests bench scripts notebooks
 
-.PHONY: setup book test bench clean
+.PHONY: setup book test lint bench repository clean
 
 setup: $(STAMP)
 
@@ -23,22 +24,29 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 
 book: setup
-	GMLIB_PROGRESS=0 $(BIN)/jupyter-book build . -W -n --keep-going
+	GMLIB_PROGRESS=0 $(PROVISION) data -- \
+		$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo
 	@echo "The book is built: open file://$(CURDIR)/_build/html/index.html"
 
-# The site test serves MathJax (the same release the book loads from its CDN) from this local copy,
-# because the test machine is offline.
-$(MATHJAX):
-	npm install --silent --no-audit --no-fund --prefix $(NODE) mathjax@$(MATHJAX_VERSION)
+lint: setup
+	$(BIN)/ruff check --quiet $(LINTED)
+	$(BIN)/ruff format --check --quiet $(LINTED)
 
-test: setup $(MATHJAX)
+# The site test opens the built book in Chromium and serves MathJax (the release the book
+# loads from its CDN) from a local copy, because the test machine may be offline.
+test: lint
 	rm -rf $(TEST_CACHE)/checkpoints
-	GMLIB_BUDGET=smoke GMLIB_PROGRESS=0 GMLIB_CACHE=$(TEST_CACHE) GMLIB_MATHJAX=$(CURDIR)/$(NODE)/node_modules/mathjax \
+	GMLIB_BUDGET=smoke GMLIB_PROGRESS=0 GMLIB_CACHE=$(TEST_CACHE) \
+		$(PROVISION) data browser mathjax -- \
 		$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider tests notebooks
 
 bench: setup
 	$(BIN)/python bench/throughput.py
+
+repository:
+	@test -n "$(URL)" || { echo "usage: make repository URL=https://github.com/<owner>/<repo>"; exit 2; }
+	$(PYTHON) scripts/repository.py "$(URL)"
 
 clean:
 	rm -rf _build

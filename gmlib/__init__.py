@@ -1,10 +1,11 @@
-"""gmlib: the models and training loops of the course "Generative Models, an executable course".
+"""gmlib: the models and training loops of "Generative Models, an executable course".
 
-``import gmlib as gm`` gives ``gm.runtime``, ``gm.data``, ``gm.train``, ``gm.checkpoints``,
-``gm.viz`` and the model modules (``gm.autoencoder``), and the most used names directly:
-``gm.device``, ``gm.budget``, ``gm.settings``, ``gm.seed_everything``, ``gm.fit``,
-``gm.train_or_load``.
+``import gmlib as gm`` gives ``gm.runtime``, ``gm.data``, ``gm.train``,
+``gm.checkpoints``, ``gm.viz`` and the model modules (``gm.autoencoder``), and the most
+used names directly: ``gm.device``, ``gm.budget``, ``gm.settings``,
+``gm.seed_everything``, ``gm.fit``, ``gm.train_or_load``.
 """
+
 from . import autoencoder, checkpoints, data, runtime, train, viz
 from .checkpoints import train_or_load
 from .data import load
@@ -12,7 +13,22 @@ from .runtime import budget, device, seed_everything, settings
 from .train import History, fit
 from .viz import show_images, static_slider
 
-__all__ = ["autoencoder", "checkpoints", "data", "runtime", "train", "viz", "train_or_load", "load", "budget",
-           "device", "seed_everything", "settings", "History", "fit", "show_images",
-           "static_slider"]
+__all__ = [
+    "autoencoder",
+    "checkpoints",
+    "data",
+    "runtime",
+    "train",
+    "viz",
+    "train_or_load",
+    "load",
+    "budget",
+    "device",
+    "seed_everything",
+    "settings",
+    "History",
+    "fit",
+    "show_images",
+    "static_slider",
+]
 __version__ = "0.1.0"

@@ -4,6 +4,7 @@ Every notebook declares its settings for the three budgets side by side with
 :func:`settings`; the environment variable ``GMLIB_BUDGET`` picks one of them.
 See the setup cell of ``notebooks/00_introduction.ipynb``.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,14 +40,15 @@ def device() -> torch.device:
 
 
 def budget() -> str:
-    """The run-length budget: ``$GMLIB_BUDGET`` if set, else ``full`` with a GPU, else ``cpu``."""
+    """The run-length budget: ``$GMLIB_BUDGET`` if set, else ``full`` with a GPU, else
+    ``cpu``."""
     value = os.environ.get("GMLIB_BUDGET", "").strip().lower()
     if not value:
         return "full" if device().type == "cuda" else "cpu"
     if value not in BUDGETS:
         raise ValueError(
-            f"GMLIB_BUDGET={os.environ['GMLIB_BUDGET']!r} is not a budget; expected one of "
-            + ", ".join(f"'{b}' ({BUDGET_HELP[b]})" for b in BUDGETS)
+            f"GMLIB_BUDGET={os.environ['GMLIB_BUDGET']!r} is not a budget; "
+            "expected one of " + ", ".join(f"'{b}' ({BUDGET_HELP[b]})" for b in BUDGETS)
         )
     return value
 
@@ -54,8 +56,8 @@ def budget() -> str:
 def accelerated(dev: torch.device | str | None = None) -> bool:
     """Whether the accelerator path (bf16 autocast, channels_last) is used on ``dev``.
 
-    It is on for CUDA. Setting ``GMLIB_ACCEL_ON_CPU=1`` turns it on for the CPU too, so that
-    the tests exercise the same code a Colab GPU runs.
+    It is on for CUDA. Setting ``GMLIB_ACCEL_ON_CPU=1`` turns it on for the CPU too, so
+    that the tests exercise the same code a Colab GPU runs.
     """
     dev = torch.device(dev) if dev is not None else device()
     return dev.type == "cuda" or os.environ.get(ACCEL_ON_CPU_ENV, "") == "1"
@@ -64,8 +66,9 @@ def accelerated(dev: torch.device | str | None = None) -> bool:
 class Settings:
     """A notebook's settings for the current budget, remembering all three for display.
 
-    Read a value as an attribute (``cfg.num_epochs``); ``cfg.as_dict()`` gives the current
-    values (used as part of a checkpoint's key); printing shows the three budgets side by side.
+    Read a value as an attribute (``cfg.num_epochs``); ``cfg.as_dict()`` gives the
+    current values (used as part of a checkpoint's key); printing shows the three
+    budgets side by side.
     """
 
     def __init__(self, table: dict[str, dict[str, Any]], current: str):
@@ -84,7 +87,9 @@ class Settings:
         values = self.__dict__.get("_values", {})
         if name in values:
             return values[name]
-        raise AttributeError(f"no setting named {name!r}; settings are: {', '.join(values)}")
+        raise AttributeError(
+            f"no setting named {name!r}; settings are: {', '.join(values)}"
+        )
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
@@ -98,19 +103,30 @@ class Settings:
     def __repr__(self) -> str:
         rows = self._rows()
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows
+        ]
         return "\n".join(lines) + f"\n(* = the budget in use: {self._current})"
 
     def _repr_html_(self) -> str:
         rows = self._rows()
         head = "".join(f"<th>{c}</th>" for c in rows[0])
-        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows[1:])
-        return (f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-                f"<p>* the budget in use: <b>{self._current}</b></p>")
+        body = "".join(
+            "<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows[1:]
+        )
+        return (
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            f"<p>* the budget in use: <b>{self._current}</b></p>"
+        )
 
 
-def settings(*, smoke: dict[str, Any], cpu: dict[str, Any], full: dict[str, Any],
-             budget_name: str | None = None) -> Settings:
+def settings(
+    *,
+    smoke: dict[str, Any],
+    cpu: dict[str, Any],
+    full: dict[str, Any],
+    budget_name: str | None = None,
+) -> Settings:
     """Declare a notebook's settings for every budget; returns those of the current one.
 
     The three dicts must have the same keys, so a reader can compare them line by line.
@@ -120,13 +136,16 @@ def settings(*, smoke: dict[str, Any], cpu: dict[str, Any], full: dict[str, Any]
     for name, values in table.items():
         if set(values) != set(keys):
             missing = sorted(set(keys) ^ set(values))
-            raise ValueError(f"the {name!r} settings differ from 'smoke' in keys {missing}; "
-                             "every budget must set the same keys")
+            raise ValueError(
+                f"the {name!r} settings differ from 'smoke' in keys {missing}; "
+                "every budget must set the same keys"
+            )
     return Settings(table, budget_name if budget_name is not None else budget())
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:
-    """Seed Python, NumPy and PyTorch (all devices); returns a CPU generator seeded alike."""
+    """Seed Python, NumPy and PyTorch (all devices); returns a CPU generator seeded
+    alike."""
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
@@ -139,6 +158,8 @@ def summary() -> str:
     """One line for a notebook's setup cell: versions, device, budget, threads."""
     dev = device()
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
-    return (f"torch {torch.__version__} | device: {name} | budget: {budget()} "
-            f"| accelerator path: {'on' if accelerated(dev) else 'off'} "
-            f"| CPU threads: {torch.get_num_threads()}")
+    return (
+        f"torch {torch.__version__} | device: {name} | budget: {budget()} "
+        f"| accelerator path: {'on' if accelerated(dev) else 'off'} "
+        f"| CPU threads: {torch.get_num_threads()}"
+    )

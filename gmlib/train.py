@@ -1,11 +1,13 @@
 """The shared training loop.
 
-Small-image datasets fit in memory, so :func:`fit` holds the whole split on the device as
-uint8, draws each batch by indexing a random permutation and converts it to float there: no
-DataLoader, no per-sample transforms. On CUDA it adds bf16 autocast, ``cudnn.benchmark`` and
-channels_last; ``GMLIB_ACCEL_ON_CPU=1`` (or ``accelerate=True``) runs that same path on the CPU.
-Taught in ``notebooks/00_introduction.ipynb``, section "Maximum likelihood by gradient ascent".
+Small-image datasets fit in memory, so :func:`fit` holds the whole split on the device
+as uint8, draws each batch by indexing a random permutation and converts it to float
+there: no DataLoader, no per-sample transforms. On CUDA it adds bf16 autocast,
+``cudnn.benchmark`` and channels_last; ``GMLIB_ACCEL_ON_CPU=1`` (or ``accelerate=True``)
+runs that same path on the CPU. Taught in ``notebooks/00_introduction.ipynb``, section
+"Maximum likelihood by gradient ascent".
 """
+
 from __future__ import annotations
 
 import math
@@ -25,11 +27,16 @@ LossFn = Callable[..., LossOutput]
 
 @dataclass
 class History:
-    """What a run measured, as plain data: per-step losses and per-epoch means of every metric."""
-    step_loss: list[float] = field(default_factory=list)          # one value per optimizer step
-    epochs: dict[str, list[float]] = field(default_factory=dict)  # metric -> one value per epoch
-    seconds: float = 0.0                                          # wall time spent training
-    num_images: int = 0                                           # images seen in training
+    """What a run measured, as plain data.
+
+    Per-step losses and per-epoch means of every metric.
+    """
+
+    step_loss: list[float] = field(default_factory=list)  # one value per optimizer step
+    # metric -> one value per epoch
+    epochs: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0  # wall time spent training
+    num_images: int = 0  # images seen in training
 
     @property
     def loss(self) -> list[float]:
@@ -41,17 +48,26 @@ class History:
         return self.num_images / self.seconds if self.seconds > 0 else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"step_loss": list(self.step_loss), "epochs": {k: list(v) for k, v in self.epochs.items()},
-                "seconds": float(self.seconds), "num_images": int(self.num_images)}
+        return {
+            "step_loss": list(self.step_loss),
+            "epochs": {k: list(v) for k, v in self.epochs.items()},
+            "seconds": float(self.seconds),
+            "num_images": int(self.num_images),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "History":
-        return cls(step_loss=list(data["step_loss"]), epochs={k: list(v) for k, v in data["epochs"].items()},
-                   seconds=float(data["seconds"]), num_images=int(data["num_images"]))
+        return cls(
+            step_loss=list(data["step_loss"]),
+            epochs={k: list(v) for k, v in data["epochs"].items()},
+            seconds=float(data["seconds"]),
+            num_images=int(data["num_images"]),
+        )
 
 
 def progress_enabled(progress: bool | None = None) -> bool:
-    """Progress bars show unless turned off: ``progress=False``, ``GMLIB_PROGRESS=0`` or ``CI`` set.
+    """Progress bars show unless turned off: ``progress=False``, ``GMLIB_PROGRESS=0``
+    or ``CI`` set.
 
     The book build sets ``GMLIB_PROGRESS=0`` so no bar ends up in a published page.
     """
@@ -66,19 +82,28 @@ def _check_images(images: torch.Tensor, labels: torch.Tensor | None) -> None:
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
     if images.dtype != torch.uint8:
-        raise TypeError(f"images must be uint8 (values 0..255, as gmlib.data.load returns them), "
-                        f"got dtype {images.dtype}")
+        raise TypeError(
+            "images must be uint8 (values 0..255, as gmlib.data.load returns them), "
+            f"got dtype {images.dtype}"
+        )
     if images.ndim < 2 or len(images) == 0:
-        raise ValueError(f"images must be (N, ...) with N >= 1, got shape {tuple(images.shape)}")
+        raise ValueError(
+            f"images must be (N, ...) with N >= 1, got shape {tuple(images.shape)}"
+        )
     if labels is not None and (labels.ndim != 1 or len(labels) != len(images)):
-        raise ValueError(f"labels must be (N,) with N = {len(images)}, got shape {tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must be (N,) with N = {len(images)}, "
+            f"got shape {tuple(labels.shape)}"
+        )
 
 
 def adam(params, *, lr: float, device: torch.device, **kwargs) -> torch.optim.Adam:
-    """Adam, using the fused kernel (one kernel for all parameters) where the device has one.
+    """Adam, using the fused kernel (one kernel for all parameters) where the device
+    has one.
 
-    Same algorithm and numbers as the default for-each implementation, fewer passes over memory:
-    on a 2-core CPU it trains the MLP VAE about 1.4x faster (bench/throughput.py).
+    Same algorithm and numbers as the default for-each implementation, fewer passes over
+    memory: on a 2-core CPU it trains the MLP VAE about 1.4x faster
+    (bench/throughput.py).
     """
     params = list(params)
     if device.type in ("cuda", "cpu"):
@@ -89,19 +114,32 @@ def adam(params, *, lr: float, device: torch.device, **kwargs) -> torch.optim.Ad
     return torch.optim.Adam(params, lr=lr, **kwargs)
 
 
-def fit(model: nn.Module, images: torch.Tensor, *, loss_fn: LossFn, num_epochs: int,
-        batch_size: int = 128, lr: float = 1e-3, labels: torch.Tensor | None = None,
-        optimizer: torch.optim.Optimizer | None = None, device: torch.device | str | None = None,
-        accelerate: bool | None = None, progress: bool | None = None,
-        callback: Callable[[int, nn.Module, History], Any] | None = None,
-        seed: int | None = None, desc: str = "train") -> History:
-    """Train ``model`` on uint8 ``images`` for ``num_epochs``; returns the :class:`History`.
+def fit(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    loss_fn: LossFn,
+    num_epochs: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    labels: torch.Tensor | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    device: torch.device | str | None = None,
+    accelerate: bool | None = None,
+    progress: bool | None = None,
+    callback: Callable[[int, nn.Module, History], Any] | None = None,
+    seed: int | None = None,
+    desc: str = "train",
+) -> History:
+    """Train ``model`` on uint8 ``images`` for ``num_epochs``; returns the
+    :class:`History`.
 
-    ``loss_fn(model, x)`` (or ``loss_fn(model, x, y)`` when ``labels`` is given) receives a
-    float batch in [0, 1] on the device and returns a scalar loss, or a dict of scalars with
-    the key ``"loss"`` (the other entries are averaged per epoch too). The default optimizer
-    is Adam with learning rate ``lr`` (fused where possible, see :func:`adam`).
-    ``callback(epoch, model, history)`` runs after each epoch; returning ``True`` from it stops training early.
+    ``loss_fn(model, x)`` (or ``loss_fn(model, x, y)`` when ``labels`` is given)
+    receives a float batch in [0, 1] on the device and returns a scalar loss, or a dict
+    of scalars with the key ``"loss"`` (the other entries are averaged per epoch too).
+    The default optimizer is Adam with learning rate ``lr`` (fused where possible, see
+    :func:`adam`). ``callback(epoch, model, history)`` runs after each epoch; returning
+    ``True`` from it stops training early.
     """
     _check_images(images, labels)
     if not isinstance(num_epochs, int) or num_epochs < 0:
@@ -116,18 +154,29 @@ def fit(model: nn.Module, images: torch.Tensor, *, loss_fn: LossFn, num_epochs: 
         model.to(memory_format=torch.channels_last)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    data = images.to(dev)                                  # (N, ...) uint8, resident on the device
+    data = images.to(dev)  # (N, ...) uint8, resident on the device
     targets = labels.to(dev) if labels is not None else None
-    opt = optimizer if optimizer is not None else adam(model.parameters(), lr=lr, device=dev)
+    opt = (
+        optimizer
+        if optimizer is not None
+        else adam(model.parameters(), lr=lr, device=dev)
+    )
     gen = torch.Generator(device=dev)
-    gen.manual_seed(seed if seed is not None else int(torch.randint(2**31, (1,)).item()))
+    gen.manual_seed(
+        seed if seed is not None else int(torch.randint(2**31, (1,)).item())
+    )
 
     from tqdm.auto import tqdm
+
     n = len(data)
     steps_per_epoch = math.ceil(n / batch_size)
     history = History()
-    bar = tqdm(total=num_epochs * steps_per_epoch, desc=desc, disable=not progress_enabled(progress),
-               leave=False)
+    bar = tqdm(
+        total=num_epochs * steps_per_epoch,
+        desc=desc,
+        disable=not progress_enabled(progress),
+        leave=False,
+    )
     start = time.perf_counter()
     model.train()
     try:
@@ -136,27 +185,35 @@ def fit(model: nn.Module, images: torch.Tensor, *, loss_fn: LossFn, num_epochs: 
             step_losses: list[torch.Tensor] = []
             perm = torch.randperm(n, device=dev, generator=gen)
             for i in range(0, n, batch_size):
-                index = perm[i:i + batch_size]
-                x = data[index].float().div_(255)          # (B, ...) float in [0, 1]
+                index = perm[i : i + batch_size]
+                x = data[index].float().div_(255)  # (B, ...) float in [0, 1]
                 if accel and x.ndim == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
                 args = (model, x) if targets is None else (model, x, targets[index])
-                with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=accel):
+                with torch.autocast(
+                    device_type=dev.type, dtype=torch.bfloat16, enabled=accel
+                ):
                     out = loss_fn(*args)
                 terms = out if isinstance(out, dict) else {"loss": out}
                 if "loss" not in terms:
-                    raise KeyError(f"loss_fn returned a dict without 'loss' (keys: {list(terms)})")
+                    raise KeyError(
+                        f"loss_fn returned a dict without 'loss' (keys: {list(terms)})"
+                    )
                 loss = terms["loss"].float()
                 if loss.ndim != 0:
-                    raise ValueError(f"loss_fn must return a scalar loss, got shape {tuple(loss.shape)}")
+                    raise ValueError(
+                        "loss_fn must return a scalar loss, "
+                        f"got shape {tuple(loss.shape)}"
+                    )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                for k, v in terms.items():                 # sums stay on the device: no sync per step
+                for k, v in terms.items():  # sums stay on the device: no sync per step
                     sums[k] = sums.get(k, 0) + v.detach().float() * len(index)
                 step_losses.append(loss.detach())
                 bar.update(1)
-            history.step_loss.extend(torch.stack(step_losses).tolist())  # one sync per epoch
+            # one sync per epoch
+            history.step_loss.extend(torch.stack(step_losses).tolist())
             for k, v in sums.items():
                 history.epochs.setdefault(k, []).append(float(v) / n)
             history.num_images += n

@@ -1,9 +1,11 @@
 """Figures: image grids, training curves, and a slider that needs no kernel.
 
-:func:`static_slider` precomputes frames as PNGs and puts them behind an HTML range input with
-a few lines of inline JavaScript, so the same output works in Jupyter, Colab and the static book.
+:func:`static_slider` precomputes frames as PNGs and puts them behind an HTML range
+input with a few lines of inline JavaScript, so the same output works in Jupyter, Colab
+and the static book.
 Taught in ``notebooks/00_introduction.ipynb``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -19,15 +21,18 @@ import torchvision.utils as vutils
 
 
 def _as_float_images(images: torch.Tensor) -> torch.Tensor:
-    """``(N, C, H, W)`` or ``(N, H, W)`` uint8/float to ``(N, C, H, W)`` float in [0, 1]."""
+    """``(N, C, H, W)`` or ``(N, H, W)`` uint8/float to ``(N, C, H, W)`` float in
+    [0, 1]."""
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
     x = images.detach().cpu()
     if x.ndim == 3:
-        x = x[:, None]                                   # (N, 1, H, W)
+        x = x[:, None]  # (N, 1, H, W)
     if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"images must be (N, C, H, W) with C in (1, 3), or (N, H, W); "
-                         f"got shape {tuple(images.shape)}")
+        raise ValueError(
+            f"images must be (N, C, H, W) with C in (1, 3), or (N, H, W); "
+            f"got shape {tuple(images.shape)}"
+        )
     if x.dtype == torch.uint8:
         return x.float() / 255
     if not x.is_floating_point():
@@ -35,18 +40,33 @@ def _as_float_images(images: torch.Tensor) -> torch.Tensor:
     return x.float().clamp(0, 1)
 
 
-def image_grid(images: torch.Tensor, *, nrow: int = 8, padding: int = 2) -> torch.Tensor:
-    """A ``(3, H', W')`` grid of ``images`` (torchvision's make_grid), float in [0, 1]."""
-    return vutils.make_grid(_as_float_images(images), nrow=nrow, padding=padding, pad_value=1.0)
+def image_grid(
+    images: torch.Tensor, *, nrow: int = 8, padding: int = 2
+) -> torch.Tensor:
+    """A ``(3, H', W')`` grid of ``images``, float in [0, 1].
+
+    Made by torchvision's make_grid.
+    """
+    return vutils.make_grid(
+        _as_float_images(images), nrow=nrow, padding=padding, pad_value=1.0
+    )
 
 
-def show_images(images: torch.Tensor, *, nrow: int = 8, title: str | None = None,
-                ax: plt.Axes | None = None, scale: float = 0.5) -> plt.Figure:
+def show_images(
+    images: torch.Tensor,
+    *,
+    nrow: int = 8,
+    title: str | None = None,
+    ax: plt.Axes | None = None,
+    scale: float = 0.5,
+) -> plt.Figure:
     """Plot ``images`` as a grid; ``title`` is the caption. Returns the figure."""
-    grid = image_grid(images, nrow=nrow)                  # (3, H', W')
+    grid = image_grid(images, nrow=nrow)  # (3, H', W')
     if ax is None:
         h, w = grid.shape[1:]
-        fig, ax = plt.subplots(figsize=(max(2.0, scale * w / 30), max(2.0, scale * h / 30)))
+        fig, ax = plt.subplots(
+            figsize=(max(2.0, scale * w / 30), max(2.0, scale * h / 30))
+        )
     else:
         fig = ax.figure
     ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")  # (H', W', 3)
@@ -56,8 +76,15 @@ def show_images(images: torch.Tensor, *, nrow: int = 8, title: str | None = None
     return fig
 
 
-def plot_curves(curves: dict[str, Sequence[float]], *, xlabel: str = "step", ylabel: str = "loss",
-                title: str | None = None, ax: plt.Axes | None = None, logy: bool = False) -> plt.Figure:
+def plot_curves(
+    curves: dict[str, Sequence[float]],
+    *,
+    xlabel: str = "step",
+    ylabel: str = "loss",
+    title: str | None = None,
+    ax: plt.Axes | None = None,
+    logy: bool = False,
+) -> plt.Figure:
     """Plot named curves (e.g. ``{"train": history.step_loss}``) with labelled axes."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -85,20 +112,34 @@ def _png_data_uri(frame) -> str:
         frame.savefig(buf, format="png", dpi=frame.dpi, bbox_inches="tight")
         plt.close(frame)
     else:
-        x = frame if frame.ndim == 4 else frame[None]    # (N, C, H, W)
+        x = frame if frame.ndim == 4 else frame[None]  # (N, C, H, W)
         vutils.save_image(image_grid(x, nrow=min(len(x), 8)), buf, format="png")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 class StaticSlider:
-    """Precomputed frames behind an HTML range input; displays in any notebook or web page."""
+    """Precomputed frames behind an HTML range input.
 
-    def __init__(self, frames: Sequence, *, labels: Sequence[str] | None = None,
-                 title: str = "", width: int | None = None, start: int = 0):
+    It displays in any notebook or web page.
+    """
+
+    def __init__(
+        self,
+        frames: Sequence,
+        *,
+        labels: Sequence[str] | None = None,
+        title: str = "",
+        width: int | None = None,
+        start: int = 0,
+    ):
         frames = list(frames)
         if not frames:
             raise ValueError("static_slider needs at least one frame")
-        labels = [str(i) for i in range(len(frames))] if labels is None else [str(l) for l in labels]
+        labels = (
+            [str(i) for i in range(len(frames))]
+            if labels is None
+            else [str(label) for label in labels]
+        )
         if len(labels) != len(frames):
             raise ValueError(f"got {len(frames)} frames but {len(labels)} labels")
         if not 0 <= start < len(frames):
@@ -110,24 +151,32 @@ class StaticSlider:
 
     @property
     def html(self) -> str:
-        data = html.escape(json.dumps({"src": self.sources, "labels": self.labels}), quote=False)
+        data = html.escape(
+            json.dumps({"src": self.sources, "labels": self.labels}), quote=False
+        )
         style = f"width:{self.width}px;" if self.width else "max-width:100%;"
-        # The handler reads the frames from the JSON block beside it, once, and swaps the image.
-        handler = ("var d=this.closest('.gm-slider');"
-                   "d._f=d._f||JSON.parse(d.querySelector('.gm-frames').textContent);"
-                   "d.querySelector('img').src=d._f.src[this.value];"
-                   "d.querySelector('output').textContent=d._f.labels[this.value];")
+        # The handler reads the frames from the JSON block beside it, once, and swaps
+        # the image.
+        handler = (
+            "var d=this.closest('.gm-slider');"
+            "d._f=d._f||JSON.parse(d.querySelector('.gm-frames').textContent);"
+            "d.querySelector('img').src=d._f.src[this.value];"
+            "d.querySelector('output').textContent=d._f.labels[this.value];"
+        )
         title = html.escape(self.title)
         return (
             f'<div class="gm-slider" id="{self.id}">'
             + (f'<div class="gm-slider-title"><b>{title}</b></div>' if title else "")
             + f'<img src="{self.sources[self.start]}" alt="{title or "slider frame"}" '
             f'style="{style}image-rendering:pixelated;display:block;">'
-            f'<label>{title or "frame"}: <input type="range" min="0" max="{len(self.sources) - 1}" '
+            f"<label>{title or 'frame'}: "
+            f'<input type="range" min="0" max="{len(self.sources) - 1}" '
             f'step="1" value="{self.start}" oninput="{html.escape(handler)}" '
-            f'aria-label="{title or "frame"}"> <output>{html.escape(self.labels[self.start])}</output></label>'
+            f'aria-label="{title or "frame"}"> '
+            f"<output>{html.escape(self.labels[self.start])}</output></label>"
             f'<script type="application/json" class="gm-frames">{data}</script>'
-            "</div>")
+            "</div>"
+        )
 
     def _repr_html_(self) -> str:
         return self.html
@@ -135,14 +184,23 @@ class StaticSlider:
     def save(self, path) -> None:
         """Write a standalone HTML page holding the slider."""
         with open(path, "w", encoding="utf-8") as f:
-            f.write(f"<!doctype html><meta charset='utf-8'><title>{html.escape(self.title)}</title>{self.html}")
+            f.write(
+                "<!doctype html><meta charset='utf-8'>"
+                f"<title>{html.escape(self.title)}</title>{self.html}"
+            )
 
 
-def static_slider(frames: Sequence, *, labels: Sequence[str] | None = None, title: str = "",
-                  width: int | None = None, start: int = 0) -> StaticSlider:
+def static_slider(
+    frames: Sequence,
+    *,
+    labels: Sequence[str] | None = None,
+    title: str = "",
+    width: int | None = None,
+    start: int = 0,
+) -> StaticSlider:
     """A kernel-free slider over precomputed ``frames``.
 
-    Each frame is a matplotlib Figure (closed after rendering), an image ``(C, H, W)``, or a
-    batch ``(N, C, H, W)`` shown as a grid. ``labels`` are shown beside the slider.
+    Each frame is a matplotlib Figure (closed after rendering), an image ``(C, H, W)``,
+    or a batch ``(N, C, H, W)`` shown as a grid. ``labels`` are shown beside the slider.
     """
     return StaticSlider(frames, labels=labels, title=title, width=width, start=start)

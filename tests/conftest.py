@@ -1,5 +1,4 @@
 """Shared fixtures: every test gets its own cache folder and a clean environment."""
-import os
 
 import pytest
 

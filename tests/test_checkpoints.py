@@ -16,7 +16,10 @@ SETTINGS = {"num_epochs": 1, "width": 4}
 
 
 class Trainer:
-    """Counts how often it trains; "training" sets the weights to a recognizable value."""
+    """Counts how often it trains.
+
+    "Training" sets the weights to a recognizable value.
+    """
 
     def __init__(self, value=1.5):
         self.calls, self.value = 0, value
@@ -26,7 +29,9 @@ class Trainer:
         with torch.no_grad():
             for p in model.parameters():
                 p.fill_(self.value)
-        return gm.History(step_loss=[2.0, 1.0], epochs={"loss": [1.5]}, seconds=0.1, num_images=8)
+        return gm.History(
+            step_loss=[2.0, 1.0], epochs={"loss": [1.5]}, seconds=0.1, num_images=8
+        )
 
 
 def build(width=4):
@@ -35,19 +40,34 @@ def build(width=4):
 
 def test_trains_once_then_loads(tmp_path, capsys):
     trainer = Trainer()
-    model, history = gm.train_or_load("tiny", SETTINGS, build=build, train=trainer, directory=tmp_path)
-    again, history2 = gm.train_or_load("tiny", SETTINGS, build=build, train=trainer, directory=tmp_path)
+    model, history = gm.train_or_load(
+        "tiny", SETTINGS, build=build, train=trainer, directory=tmp_path
+    )
+    again, history2 = gm.train_or_load(
+        "tiny", SETTINGS, build=build, train=trainer, directory=tmp_path
+    )
     assert trainer.calls == 1
     assert "loaded tiny" in capsys.readouterr().out
-    assert torch.equal(again.weight, model.weight) and float(again.weight[0, 0].detach()) == 1.5
+    assert (
+        torch.equal(again.weight, model.weight)
+        and float(again.weight[0, 0].detach()) == 1.5
+    )
     assert history2 == history and not again.training
-    assert list(tmp_path.iterdir()) == [checkpoints.checkpoint_path("tiny", SETTINGS, directory=tmp_path)]
+    assert list(tmp_path.iterdir()) == [
+        checkpoints.checkpoint_path("tiny", SETTINGS, directory=tmp_path)
+    ]
 
 
 def test_other_settings_train_anew(tmp_path):
     trainer = Trainer()
     gm.train_or_load("tiny", SETTINGS, build=build, train=trainer, directory=tmp_path)
-    gm.train_or_load("tiny", dict(SETTINGS, num_epochs=2), build=build, train=trainer, directory=tmp_path)
+    gm.train_or_load(
+        "tiny",
+        dict(SETTINGS, num_epochs=2),
+        build=build,
+        train=trainer,
+        directory=tmp_path,
+    )
     assert trainer.calls == 2 and len(list(tmp_path.iterdir())) == 2
 
 
@@ -55,7 +75,9 @@ def test_default_directory_is_in_the_cache():
     path = checkpoints.checkpoint_path("tiny", SETTINGS)
     assert path.parent == gm.data.cache_dir() / "checkpoints"
     assert path.name == f"tiny-{checkpoints.settings_key(SETTINGS)}.pt"
-    assert checkpoints.settings_key({"a": 1, "b": 2}) == checkpoints.settings_key({"b": 2, "a": 1})
+    assert checkpoints.settings_key({"a": 1, "b": 2}) == checkpoints.settings_key(
+        {"b": 2, "a": 1}
+    )
     with pytest.raises(ValueError, match="checkpoint name"):
         checkpoints.checkpoint_path("../escape", SETTINGS)
 
@@ -65,7 +87,9 @@ def test_corrupt_file_is_retrained_with_a_message(tmp_path):
     path.write_bytes(b"this is not a checkpoint")
     trainer = Trainer()
     with pytest.warns(UserWarning, match="unusable.*retraining"):
-        model, _ = gm.train_or_load("tiny", SETTINGS, build=build, train=trainer, directory=tmp_path)
+        model, _ = gm.train_or_load(
+            "tiny", SETTINGS, build=build, train=trainer, directory=tmp_path
+        )
     assert trainer.calls == 1
     gm.train_or_load("tiny", SETTINGS, build=build, train=trainer, directory=tmp_path)
     assert trainer.calls == 1  # the retrained file replaced the corrupt one
@@ -77,7 +101,9 @@ def test_truncated_file_is_retrained(tmp_path):
     path = checkpoints.checkpoint_path("tiny", SETTINGS, directory=tmp_path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.warns(UserWarning, match="unusable"):
-        gm.train_or_load("tiny", SETTINGS, build=build, train=trainer, directory=tmp_path)
+        gm.train_or_load(
+            "tiny", SETTINGS, build=build, train=trainer, directory=tmp_path
+        )
     assert trainer.calls == 2
 
 
@@ -85,19 +111,33 @@ def test_mismatched_weights_are_retrained_from_a_fresh_model(tmp_path):
     gm.train_or_load("tiny", SETTINGS, build=build, train=Trainer(), directory=tmp_path)
     trainer = Trainer(value=-2.0)
     with pytest.warns(UserWarning, match="size mismatch|Missing|Unexpected"):
-        model, _ = gm.train_or_load("tiny", SETTINGS, build=lambda: nn.Linear(3, 5),
-                                    train=trainer, directory=tmp_path)
+        model, _ = gm.train_or_load(
+            "tiny",
+            SETTINGS,
+            build=lambda: nn.Linear(3, 5),
+            train=trainer,
+            directory=tmp_path,
+        )
     assert trainer.calls == 1 and torch.all(model.weight == -2.0)
 
 
 def test_mismatched_settings_inside_the_file_are_retrained(tmp_path):
     path = checkpoints.checkpoint_path("tiny", SETTINGS, directory=tmp_path)
-    checkpoints.save_atomic({"format": checkpoints.FORMAT, "name": "tiny", "settings": {"other": 1},
-                             "state_dict": build().state_dict(), "history": Trainer()(build()).to_dict()},
-                            path)
+    checkpoints.save_atomic(
+        {
+            "format": checkpoints.FORMAT,
+            "name": "tiny",
+            "settings": {"other": 1},
+            "state_dict": build().state_dict(),
+            "history": Trainer()(build()).to_dict(),
+        },
+        path,
+    )
     trainer = Trainer()
     with pytest.warns(UserWarning, match="other settings"):
-        gm.train_or_load("tiny", SETTINGS, build=build, train=trainer, directory=tmp_path)
+        gm.train_or_load(
+            "tiny", SETTINGS, build=build, train=trainer, directory=tmp_path
+        )
     assert trainer.calls == 1
 
 
@@ -106,13 +146,23 @@ class NotAWeight:
 
 
 def test_loads_are_weights_only(tmp_path):
-    """A file holding arbitrary pickled objects is refused, never unpickled into code."""
+    """A file of arbitrary pickled objects is refused, never unpickled into code."""
     path = checkpoints.checkpoint_path("tiny", SETTINGS, directory=tmp_path)
-    torch.save({"format": checkpoints.FORMAT, "name": "tiny", "settings": SETTINGS,
-                "state_dict": build().state_dict(), "history": NotAWeight()}, path)
+    torch.save(
+        {
+            "format": checkpoints.FORMAT,
+            "name": "tiny",
+            "settings": SETTINGS,
+            "state_dict": build().state_dict(),
+            "history": NotAWeight(),
+        },
+        path,
+    )
     trainer = Trainer()
     with pytest.warns(UserWarning, match="unusable"):
-        gm.train_or_load("tiny", SETTINGS, build=build, train=trainer, directory=tmp_path)
+        gm.train_or_load(
+            "tiny", SETTINGS, build=build, train=trainer, directory=tmp_path
+        )
     assert trainer.calls == 1
 
 
@@ -123,10 +173,11 @@ def test_failed_save_leaves_the_old_checkpoint(tmp_path, monkeypatch):
     def broken_save(obj, f):
         f.write(b"half a checkpoint")
         raise KeyboardInterrupt  # as if the user stopped the kernel mid-save
+
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
         checkpoints.save_atomic({"w": torch.zeros(3)}, path)
-    assert list(tmp_path.iterdir()) == [path]               # no temporary file left behind
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(3))
 
 
@@ -138,19 +189,23 @@ KILLED_MID_SAVE = textwrap.dedent("""
     directory, ready = sys.argv[1], sys.argv[2]
     real_save = torch.save
     def slow_save(obj, f):
-        f.write(b"PK\\x03\\x04 partial")                      # the start of a zip, then nothing
+        f.write(b"PK\\x03\\x04 partial")  # the start of a zip, then nothing
         f.flush()
         open(ready, "w").close()
-        time.sleep(60)                                       # killed here
+        time.sleep(60)  # killed here
     torch.save = slow_save
-    gm.train_or_load("tiny", {"num_epochs": 1, "width": 4}, build=lambda: nn.Linear(3, 4),
-                     train=lambda m: gm.History(), directory=directory)
+    gm.train_or_load(
+        "tiny", {"num_epochs": 1, "width": 4}, build=lambda: nn.Linear(3, 4),
+        train=lambda m: gm.History(), directory=directory,
+    )
 """)
 
 
 def test_training_run_killed_mid_save_never_leaves_a_crashing_checkpoint(tmp_path):
     ready = tmp_path / "ready"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_MID_SAVE, str(tmp_path / "ckpts"), str(ready)])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_MID_SAVE, str(tmp_path / "ckpts"), str(ready)]
+    )
     try:
         deadline = time.time() + 60
         while not ready.exists():
@@ -161,22 +216,36 @@ def test_training_run_killed_mid_save_never_leaves_a_crashing_checkpoint(tmp_pat
     finally:
         proc.wait()
     path = checkpoints.checkpoint_path("tiny", SETTINGS, directory=tmp_path / "ckpts")
-    assert not path.exists()                                 # only a stale temporary file
+    assert not path.exists()  # only a stale temporary file
     assert [p.name.endswith(".part") for p in path.parent.iterdir()] == [True]
     trainer = Trainer()
-    gm.train_or_load("tiny", SETTINGS, build=build, train=trainer, directory=path.parent)
-    model, _ = gm.train_or_load("tiny", SETTINGS, build=build, train=trainer, directory=path.parent)
+    gm.train_or_load(
+        "tiny", SETTINGS, build=build, train=trainer, directory=path.parent
+    )
+    model, _ = gm.train_or_load(
+        "tiny", SETTINGS, build=build, train=trainer, directory=path.parent
+    )
     assert trainer.calls == 1 and float(model.weight[0, 0].detach()) == 1.5
 
 
 def test_train_must_return_a_history(tmp_path):
     with pytest.raises(TypeError, match="History"):
-        gm.train_or_load("tiny", SETTINGS, build=build, train=lambda m: [1.0], directory=tmp_path)
+        gm.train_or_load(
+            "tiny", SETTINGS, build=build, train=lambda m: [1.0], directory=tmp_path
+        )
 
 
-def test_model_comes_back_on_the_runtime_device_whether_trained_or_loaded(tmp_path, monkeypatch):
+def test_model_comes_back_on_the_runtime_device_whether_trained_or_loaded(
+    tmp_path, monkeypatch
+):
     from gmlib import runtime
-    monkeypatch.setattr(runtime, "device", lambda: torch.device("meta"))  # stands in for a GPU
-    trained, _ = gm.train_or_load("tiny", SETTINGS, build=build, train=Trainer(), directory=tmp_path)
-    loaded, _ = gm.train_or_load("tiny", SETTINGS, build=build, train=Trainer(), directory=tmp_path)
+
+    # the meta device stands in for a GPU
+    monkeypatch.setattr(runtime, "device", lambda: torch.device("meta"))
+    trained, _ = gm.train_or_load(
+        "tiny", SETTINGS, build=build, train=Trainer(), directory=tmp_path
+    )
+    loaded, _ = gm.train_or_load(
+        "tiny", SETTINGS, build=build, train=Trainer(), directory=tmp_path
+    )
     assert trained.weight.device.type == loaded.weight.device.type == "meta"

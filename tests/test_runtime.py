@@ -44,8 +44,11 @@ def test_bad_budget_names_the_valid_choices(monkeypatch):
 
 def test_settings_pick_the_budget_and_show_all_three(monkeypatch):
     monkeypatch.setenv("GMLIB_BUDGET", "cpu")
-    cfg = gm.settings(smoke=dict(num_epochs=1, width=8), cpu=dict(num_epochs=5, width=32),
-                      full=dict(num_epochs=20, width=64))
+    cfg = gm.settings(
+        smoke=dict(num_epochs=1, width=8),
+        cpu=dict(num_epochs=5, width=32),
+        full=dict(num_epochs=20, width=64),
+    )
     assert (cfg.num_epochs, cfg.width, cfg.budget) == (5, 32, "cpu")
     assert cfg.as_dict() == {"num_epochs": 5, "width": 32}
     text = repr(cfg)
@@ -65,6 +68,7 @@ def test_seed_everything_makes_runs_repeatable():
     def draw():
         gm.seed_everything(123)
         return random.random(), np.random.rand(), torch.rand(3)
+
     first, second = draw(), draw()
     assert first[0] == second[0] and first[1] == second[1]
     assert torch.equal(first[2], second[2])

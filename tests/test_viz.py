@@ -6,6 +6,7 @@ import re
 
 import matplotlib
 import numpy as np
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
@@ -16,8 +17,11 @@ import gmlib as gm
 
 
 def frames_of(slider_html: str) -> dict:
-    block = re.search(r'<script type="application/json" class="gm-frames">(.*?)</script>',
-                      slider_html, re.S)
+    block = re.search(
+        r'<script type="application/json" class="gm-frames">(.*?)</script>',
+        slider_html,
+        re.S,
+    )
     return json.loads(html.unescape(block.group(1)))
 
 
@@ -28,17 +32,25 @@ def decode_png(uri: str) -> Image.Image:
 
 def test_static_slider_html_holds_every_frame_and_a_range_input():
     frames = [torch.full((1, 4, 4), v, dtype=torch.uint8) for v in (0, 128, 255)]
-    slider = gm.static_slider(frames, labels=["dark", "grey", "bright"], title="brightness", start=1)
+    slider = gm.static_slider(
+        frames, labels=["dark", "grey", "bright"], title="brightness", start=1
+    )
     page = slider._repr_html_()
     data = frames_of(page)
     assert data["labels"] == ["dark", "grey", "bright"] and len(data["src"]) == 3
     # each frame decodes to a PNG of its own brightness
-    means = [float(np.asarray(decode_png(uri).convert("L")).mean()) for uri in data["src"]]
+    means = [
+        float(np.asarray(decode_png(uri).convert("L")).mean()) for uri in data["src"]
+    ]
     assert means == [0, 128, 255]
     range_input = re.search(r'<input type="range"[^>]*>', page).group(0)
-    assert 'min="0"' in range_input and 'max="2"' in range_input and 'value="1"' in range_input
+    assert (
+        'min="0"' in range_input
+        and 'max="2"' in range_input
+        and 'value="1"' in range_input
+    )
     assert "oninput=" in range_input
-    assert f'src="{data["src"][1]}"' in page                 # the start frame shows first
+    assert f'src="{data["src"][1]}"' in page  # the start frame shows first
     assert "<output>grey</output>" in page
     assert page.count('class="gm-slider"') == 1
 
@@ -50,8 +62,9 @@ def test_static_slider_accepts_figures_and_batches(tmp_path):
     slider = gm.static_slider([fig, batch])
     data = frames_of(slider.html)
     assert data["labels"] == ["0", "1"]
-    assert decode_png(data["src"][1]).size == (2 + 4 * 10, 12)  # 4 images of 8 px + padding 2
-    assert not plt.fignum_exists(fig.number)                    # frames are closed once rendered
+    # 4 images of 8 px + padding 2
+    assert decode_png(data["src"][1]).size == (2 + 4 * 10, 12)
+    assert not plt.fignum_exists(fig.number)  # frames are closed once rendered
     slider.save(tmp_path / "slider.html")
     assert (tmp_path / "slider.html").read_text().startswith("<!doctype html>")
 
@@ -85,7 +98,9 @@ def test_image_grid_and_show_images():
 
 
 def test_plot_curves_labels_its_axes():
-    fig = gm.viz.plot_curves({"train": [3, 2, 1], "test": [3, 2.5, 2]}, xlabel="epoch", ylabel="NLL")
+    fig = gm.viz.plot_curves(
+        {"train": [3, 2, 1], "test": [3, 2.5, 2]}, xlabel="epoch", ylabel="NLL"
+    )
     ax = fig.axes[0]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("epoch", "NLL")
     assert [line.get_label() for line in ax.get_lines()] == ["train", "test"]
