@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -484,7 +485,9 @@ class MissingAll(Exception):
         self.problems = problems
 
     def message(self, target: str) -> str:
-        lines = [f"{target} cannot start: {len(self.problems)} thing(s) missing.", ""]
+        n = len(self.problems)
+        count = "1 thing is" if n == 1 else f"{n} things are"
+        lines = [f"{target} cannot start: {count} missing.", ""]
         for p in self.problems:
             lines.append(f"Missing: {p.what}. Tried, in order:")
             lines += [f"  - {t}" for t in p.tried]
@@ -507,13 +510,15 @@ def main(argv: list[str]) -> int:
         return 2
     ctx = Context()
     target = "make " + ("test" if "browser" in needs else "book")
+    start = time.perf_counter()
     try:
         extra = provision(needs, ctx)
     except MissingAll as exc:
         print("\n" + exc.message(target) + "\n", file=sys.stderr)
         return 1
-    for line in ctx.log:
-        ctx.say(line)
+    if ctx.log:
+        elapsed = time.perf_counter() - start
+        ctx.say(f"{'; '.join(ctx.log)} (in {elapsed:.0f} s)")
     if not command:
         for key, value in extra.items():
             print(f"{key}={value}")

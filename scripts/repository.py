@@ -34,7 +34,8 @@ SUFFIXES = {
     ".html",
     "",
 }
-SKIP = {"scripts/repository.py"}  # its examples are not the course's address
+# Files whose addresses are examples of other repositories, not the course's own.
+SKIP = {"scripts/repository.py", "tests/test_repository.py"}
 
 
 def parse(url: str) -> tuple[str, str]:

@@ -249,7 +249,7 @@ def test_without_apt_or_network_one_message_names_each_need_and_its_fix(machine)
         "Fashion-MNIST",
         "a",
     ]
-    assert text.startswith("make test cannot start: 3 thing(s) missing.")
+    assert text.startswith("make test cannot start: 3 things are missing.")
     assert "download (gmlib.data.load): failed (network is unreachable)" in text
     assert (
         "apt-get install dataset-fashion-mnist: not tried (no apt-get on this system)"
