@@ -128,6 +128,7 @@ def fit(
     accelerate: bool | None = None,
     progress: bool | None = None,
     callback: Callable[[int, nn.Module, History], Any] | None = None,
+    scheduler: Callable[[torch.optim.Optimizer, int], Any] | None = None,
     seed: int | None = None,
     desc: str = "train",
 ) -> History:
@@ -139,7 +140,9 @@ def fit(
     of scalars with the key ``"loss"`` (the other entries are averaged per epoch too).
     The default optimizer is Adam with learning rate ``lr`` (fused where possible, see
     :func:`adam`). ``callback(epoch, model, history)`` runs after each epoch; returning
-    ``True`` from it stops training early.
+    ``True`` from it stops training early. ``scheduler(optimizer, total_steps)``
+    builds a learning-rate scheduler (e.g. ``torch.optim.lr_scheduler.OneCycleLR``),
+    stepped after every optimizer step.
     """
     _check_images(images, labels)
     if not isinstance(num_epochs, int) or num_epochs < 0:
@@ -161,6 +164,9 @@ def fit(
         if optimizer is not None
         else adam(model.parameters(), lr=lr, device=dev)
     )
+    n = len(data)
+    steps_per_epoch = math.ceil(n / batch_size)
+    sched = scheduler(opt, num_epochs * steps_per_epoch) if scheduler else None
     gen = torch.Generator(device=dev)
     gen.manual_seed(
         seed if seed is not None else int(torch.randint(2**31, (1,)).item())
@@ -168,8 +174,6 @@ def fit(
 
     from tqdm.auto import tqdm
 
-    n = len(data)
-    steps_per_epoch = math.ceil(n / batch_size)
     history = History()
     bar = tqdm(
         total=num_epochs * steps_per_epoch,
@@ -208,6 +212,8 @@ def fit(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if sched is not None:
+                    sched.step()
                 for k, v in terms.items():  # sums stay on the device: no sync per step
                     sums[k] = sums.get(k, 0) + v.detach().float() * len(index)
                 step_losses.append(loss.detach())

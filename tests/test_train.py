@@ -208,3 +208,32 @@ def test_default_adam_matches_torch_reference_adam():
             opt.step()
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_a_scheduler_is_built_for_the_whole_run_and_stepped_every_step():
+    x, _ = digits(250)
+    built = {}
+
+    def one_cycle(opt, total_steps):
+        built["total_steps"] = total_steps
+        built["scheduler"] = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=1e-2, total_steps=total_steps
+        )
+        return built["scheduler"]
+
+    lrs = []
+    gm.fit(
+        mlp_autoencoder(),
+        x,
+        loss_fn=reconstruction,
+        num_epochs=3,
+        batch_size=100,
+        scheduler=one_cycle,
+        callback=lambda epoch, model, h: lrs.append(
+            built["scheduler"].get_last_lr()[0]
+        ),
+        seed=0,
+    )
+    assert built["total_steps"] == 3 * math.ceil(250 / 100)
+    assert built["scheduler"].last_epoch == built["total_steps"]  # every step, no more
+    assert lrs[0] > lrs[-1] and lrs[-1] < 1e-3  # annealed: under a tenth of the peak
