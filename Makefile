@@ -43,6 +43,7 @@ test: lint
 
 bench: setup
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/sampling.py
 
 repository:
 	@test -n "$(URL)" || { echo "usage: make repository URL=https://github.com/<owner>/<repo>"; exit 2; }

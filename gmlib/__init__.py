@@ -1,12 +1,25 @@
 """gmlib: the models and training loops of "Generative Models, an executable course".
 
 ``import gmlib as gm`` gives ``gm.runtime``, ``gm.data``, ``gm.train``,
-``gm.checkpoints``, ``gm.viz`` and the model modules (``gm.autoencoder``), and the most
+``gm.checkpoints``, ``gm.viz``, the model modules (``gm.autoencoder``,
+``gm.pixelcnn``, ``gm.pixelrnn``, ``gm.logistic``) with ``gm.sampling``, and the most
 used names directly: ``gm.device``, ``gm.budget``, ``gm.settings``,
 ``gm.seed_everything``, ``gm.fit``, ``gm.train_or_load``.
 """
 
-from . import autoencoder, checkpoints, data, runtime, train, viz
+from . import (
+    autoencoder,
+    autoregressive,
+    checkpoints,
+    data,
+    logistic,
+    pixelcnn,
+    pixelrnn,
+    runtime,
+    sampling,
+    train,
+    viz,
+)
 from .checkpoints import train_or_load
 from .data import load
 from .runtime import budget, device, seed_everything, settings
@@ -15,9 +28,14 @@ from .viz import show_images, static_slider
 
 __all__ = [
     "autoencoder",
+    "autoregressive",
     "checkpoints",
     "data",
+    "logistic",
+    "pixelcnn",
+    "pixelrnn",
     "runtime",
+    "sampling",
     "train",
     "viz",
     "train_or_load",
