@@ -3,7 +3,8 @@
 The book is built once per session at the smoke budget (``jupyter-book build -W -n``),
 served over http on 127.0.0.1, and every page in ``_toc.yml`` is opened. A page passes
 when it logs no error, MathJax typeset all its math (no raw ``$$``, ``\\(`` or ``\\[``
-left in the text), every image loaded, a notebook page's Colab button opens that very
+left in the text), every image loaded, every line of code fits the content column (at
+the 1280 px test viewport), a notebook page's Colab button opens that very
 notebook from the repository in ``_config.yml``, and every static slider swaps its image
 when moved.
 
@@ -355,6 +356,25 @@ IMAGES_JS = r"""async () => {
                                       .slice(0, 100))};
 }"""
 
+# Code that does not fit the content column: input lines wider than their box (measured
+# without the wrapping course.css adds, so a cut line is caught even if it would wrap),
+# and outputs that overflow their box.
+CODE_FIT_JS = r"""() => {
+  const cut = [];
+  for (const pre of document.querySelectorAll('div.cell_input div.highlight pre')) {
+    pre.style.whiteSpace = 'pre';
+    if (pre.scrollWidth > pre.clientWidth + 1) {
+      const lines = pre.textContent.split('\n');
+      cut.push(lines.reduce((a, b) => (b.length > a.length ? b : a)).slice(0, 90));
+    }
+    pre.style.whiteSpace = '';
+  }
+  const overflow = [...document.querySelectorAll('div.cell_output pre')]
+    .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+    .map(pre => pre.textContent.slice(0, 90));
+  return {cut, overflow};
+}"""
+
 SLIDER_STATE_JS = r"""(div) => {
   const input = div.querySelector('input[type=range]');
   const img = div.querySelector('img');
@@ -504,6 +524,16 @@ def check_page(context, network: Network, base: str, docname: str) -> PageReport
         wrong = [link for link in links if link != expected]
         if wrong:
             problems.append(f"Colab links {wrong} should be {expected}")
+
+        fit = page.evaluate(CODE_FIT_JS)
+        if fit["cut"]:
+            problems.append(
+                f"code lines cut off by the content column: {fit['cut'][:3]}"
+            )
+        if fit["overflow"]:
+            problems.append(
+                f"outputs wider than the content column: {fit['overflow'][:3]}"
+            )
 
         check_sliders(page, report)
         page.wait_for_timeout(100)  # let late console messages arrive
