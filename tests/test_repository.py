@@ -19,6 +19,20 @@ spec.loader.exec_module(repository)
 
 
 @pytest.fixture
+def fork() -> tuple[str, str]:
+    """A repository other than the configured one (which may itself be a fork)."""
+    configured = repository.configured(ROOT)
+    return (
+        ("someone", "course")
+        if configured != ("someone", "course")
+        else (
+            "another-owner",
+            "fork",
+        )
+    )
+
+
+@pytest.fixture
 def clone(tmp_path) -> Path:
     """A copy of the repository's tracked files, as a fork's clone would hold them."""
     copy = tmp_path / "clone"
@@ -29,13 +43,15 @@ def clone(tmp_path) -> Path:
     return copy
 
 
-def test_retarget_changes_every_address_and_nothing_else(clone):
+def test_retarget_changes_every_address_and_nothing_else(clone, fork):
+    owner, repo_name = fork
+    url = f"https://github.com/{owner}/{repo_name}"
     old = "/".join(repository.configured(clone))
     before = {p: p.read_text() for p in repository.text_files(clone)}
-    changes = repository.retarget("https://github.com/someone/course", clone)
-    assert repository.configured(clone) == ("someone", "course")
+    changes = repository.retarget(url, clone)
+    assert repository.configured(clone) == fork
     found = repository.addresses(clone)
-    assert found and {slug for _, _, slug in found} == {"someone/course"}
+    assert found and {slug for _, _, slug in found} == {f"{owner}/{repo_name}"}
     for path in repository.text_files(clone):
         assert old not in path.read_text(), f"{path} still names {old}"
     # Every file that named the old repository changed, and only those.
@@ -53,15 +69,16 @@ def test_retarget_changes_every_address_and_nothing_else(clone):
     for nb in (clone / "notebooks").glob("*.ipynb"):
         cells = json.loads(nb.read_text())["cells"]
         setup = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
-        assert 'REPOSITORY = "https://github.com/someone/course"' in setup
+        assert f'REPOSITORY = "{url}"' in setup
     clone_command = (clone / "book" / "setup.md").read_text()
-    assert "git clone https://github.com/someone/course\ncd course\n" in clone_command
+    assert f"git clone {url}\ncd {repo_name}\n" in clone_command
     # A second run has nothing to do.
-    assert repository.retarget("https://github.com/someone/course.git", clone) == {}
+    assert repository.retarget(f"{url}.git", clone) == {}
 
 
-def test_the_site_test_expects_the_forks_colab_link(clone):
-    repository.retarget("https://github.com/someone/course/", clone)
+def test_the_site_test_expects_the_forks_colab_link(clone, fork):
+    owner, name = fork
+    repository.retarget(f"https://github.com/{owner}/{name}/", clone)
     code = (
         "import sys; sys.path.insert(0, 'tests'); import test_site; "
         "print(test_site.colab_url('notebooks/01_autoencoders'))"
@@ -75,7 +92,7 @@ def test_the_site_test_expects_the_forks_colab_link(clone):
         timeout=120,
     ).stdout.strip()
     assert out == (
-        "https://colab.research.google.com/github/someone/course/blob/main/"
+        f"https://colab.research.google.com/github/{owner}/{name}/blob/main/"
         "notebooks/01_autoencoders.ipynb"
     )
 
