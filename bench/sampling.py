@@ -32,15 +32,9 @@ from gmlib import pixelcnn, pixelrnn, sampling
 def build(args: argparse.Namespace) -> pixelcnn.AutoregressiveModel:
     torch.manual_seed(0)
     classes = args.classes or None
-    if args.model == "gated":
-        return pixelcnn.GatedPixelCNN(
-            levels=args.levels,
-            channels=args.channels,
-            num_layers=args.layers,
-            num_classes=classes,
-        )
-    if args.model == "pixelcnn":
-        return pixelcnn.PixelCNN(
+    if args.model in ("gated", "pixelcnn"):
+        cnn = pixelcnn.GatedPixelCNN if args.model == "gated" else pixelcnn.PixelCNN
+        return cnn(
             levels=args.levels,
             channels=args.channels,
             num_layers=args.layers,

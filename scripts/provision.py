@@ -219,9 +219,10 @@ def ensure_data(ctx: Context, apt_wanted: list[str]) -> Path | None:
         return found
     ok, how = download_data(ctx)
     ctx.data_tried.append(f"download (gmlib.data.load): {how}")
-    if ok and find_data(ctx.env):
+    found = find_data(ctx.env) if ok else None
+    if found:
         ctx.log.append(f"downloaded {DATASET}")
-        return find_data(ctx.env)
+        return found
     apt_wanted.append(DATA_APT_PACKAGE)
     return None
 
@@ -442,9 +443,9 @@ def provision(needs: list[str], ctx: Context) -> dict[str, str]:
     extra: dict[str, str] = {}
     problems: list[Missing] = []
     apt_wanted: list[str] = []
-    data = browser = None
+    browser = None
     if "data" in needs:
-        data = ensure_data(ctx, apt_wanted)
+        ensure_data(ctx, apt_wanted)
     if "browser" in needs:
         try:
             browser = ensure_browser(ctx, apt_wanted)
@@ -458,15 +459,10 @@ def provision(needs: list[str], ctx: Context) -> dict[str, str]:
     apt_result = ""
     if apt_wanted:
         _, apt_result = apt_install(ctx, apt_wanted)
-    if "data" in needs and data is None:
-        data = find_data(ctx.env)
-        if data is None:
-            problems.append(data_missing(ctx, apt_result))
-    if (
-        "browser" in needs
-        and browser is None
-        and not any(p.what.startswith("a browser") for p in problems)
-    ):
+    # What was queued for apt was not found before; look again, then fall back.
+    if DATA_APT_PACKAGE in apt_wanted and find_data(ctx.env) is None:
+        problems.append(data_missing(ctx, apt_result))
+    if BROWSER_APT_PACKAGE in apt_wanted:
         browser = next((p for p in installed_browsers(ctx.env) if runs(p)), None)
         if browser is None:
             browser, pw_result = playwright_install(ctx)

@@ -93,7 +93,8 @@ def test_notebook_is_clean_and_has_the_setup_cell(path):
 def test_every_address_of_the_repository_agrees_with_config():
     """GitHub, Colab and Pages addresses anywhere in the repository name the repository
     of _config.yml (``make repository URL=...`` rewrites them all)."""
-    repository = load_script("repository")
+    import repository  # scripts/repository.py (pytest's pythonpath)
+
     slug = "/".join(repository.configured(ROOT))
     found = repository.addresses(ROOT)
     wrong = [f"{name}:{line}: {other}" for name, line, other in found if other != slug]
@@ -102,14 +103,3 @@ def test_every_address_of_the_repository_agrees_with_config():
     expected = {"_config.yml", "README.md", "book/setup.md"}
     expected |= {f"notebooks/{nb.name}" for nb in NOTEBOOKS}
     assert expected <= files, f"no address of the repository in {expected - files}"
-
-
-def load_script(name: str):
-    """A module of scripts/, which is not a package."""
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = sys.modules[name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

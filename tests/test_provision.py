@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -18,18 +17,23 @@ import sys
 import tarfile
 from pathlib import Path
 
+import provision  # scripts/provision.py (pytest's pythonpath)
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "provision.py"
-spec = importlib.util.spec_from_file_location("provision", SCRIPT)
-provision = sys.modules["provision"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(provision)
+SCRIPT = Path(provision.__file__)
 
 
-def outside_env() -> dict[str, str]:
-    """This process's environment without what `make test` provided."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("GMLIB_")}
+def run_script(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """scripts/provision.py with ``args``, in this process's environment without what
+    `make test` provided, plus ``env``."""
+    outside = {k: v for k, v in os.environ.items() if not k.startswith("GMLIB_")}
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        env={**outside, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def executable(path: Path, body: str = "exit 0") -> Path:
@@ -147,22 +151,8 @@ def test_a_broken_gmlib_chromium_stops_at_once_with_one_message(machine, tmp_pat
     )
     put_dataset(tmp_path / "d" / "fashion-mnist")
     marker = tmp_path / "ran"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "data",
-            "browser",
-            "mathjax",
-            "--",
-            "touch",
-            str(marker),
-        ],
-        env={**outside_env(), **env, "PATH": f"{env['PATH']}:/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env["PATH"] += ":/usr/bin:/bin"  # for touch
+    proc = run_script(env, "data", "browser", "mathjax", "--", "touch", str(marker))
     assert proc.returncode == 1
     assert not marker.exists(), (
         "the command after -- ran although the browser is missing"
@@ -181,22 +171,8 @@ def test_success_runs_the_command_with_what_was_found(machine, tmp_path):
     put_dataset(tmp_path / "d" / "fashion-mnist")
     env.update(GMLIB_MATHJAX=str(tmp_path / "mj"), GMLIB_DATA=str(tmp_path / "d"))
     show = "import os; print(os.environ['GMLIB_CHROMIUM'], os.environ['GMLIB_MATHJAX'])"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "data",
-            "browser",
-            "mathjax",
-            "--",
-            sys.executable,
-            "-c",
-            show,
-        ],
-        env={**outside_env(), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    proc = run_script(
+        env, "data", "browser", "mathjax", "--", sys.executable, "-c", show
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [str(chromium), str(tmp_path / "mj")]
@@ -344,10 +320,5 @@ def test_mathjax_comes_from_the_registry_checked(machine, monkeypatch, case):
 
 
 def test_unknown_needs_are_refused():
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "gpu", "--", "true"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_script({}, "gpu", "--", "true")
     assert proc.returncode == 2 and "unknown need" in proc.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -10,12 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import repository  # scripts/repository.py (pytest's pythonpath)
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "repository.py"
-spec = importlib.util.spec_from_file_location("repository", SCRIPT)
-repository = sys.modules["repository"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(repository)
 
 
 @pytest.fixture
