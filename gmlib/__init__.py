@@ -2,7 +2,8 @@
 
 ``import gmlib as gm`` gives ``gm.runtime``, ``gm.data``, ``gm.train``,
 ``gm.checkpoints``, ``gm.viz``, the model modules (``gm.autoencoder``,
-``gm.pixelcnn``, ``gm.pixelrnn``, ``gm.logistic``) with ``gm.sampling``, and the most
+``gm.pixelcnn``, ``gm.pixelrnn``, ``gm.logistic``, ``gm.vae`` with
+``gm.linear_gaussian``) with ``gm.sampling``, and the most
 used names directly: ``gm.device``, ``gm.budget``, ``gm.settings``,
 ``gm.seed_everything``, ``gm.fit``, ``gm.train_or_load``.
 """
@@ -12,12 +13,14 @@ from . import (
     autoregressive,
     checkpoints,
     data,
+    linear_gaussian,
     logistic,
     pixelcnn,
     pixelrnn,
     runtime,
     sampling,
     train,
+    vae,
     viz,
 )
 from .checkpoints import train_or_load
@@ -31,12 +34,14 @@ __all__ = [
     "autoregressive",
     "checkpoints",
     "data",
+    "linear_gaussian",
     "logistic",
     "pixelcnn",
     "pixelrnn",
     "runtime",
     "sampling",
     "train",
+    "vae",
     "viz",
     "train_or_load",
     "load",

@@ -59,9 +59,11 @@ def show_images(
     title: str | None = None,
     ax: plt.Axes | None = None,
     scale: float = 0.5,
+    padding: int = 2,
 ) -> plt.Figure:
-    """Plot ``images`` as a grid; ``title`` is the caption. Returns the figure."""
-    grid = image_grid(images, nrow=nrow)  # (3, H', W')
+    """Plot ``images`` as a grid (``padding`` white pixels between them); ``title`` is
+    the caption. Returns the figure."""
+    grid = image_grid(images, nrow=nrow, padding=padding)  # (3, H', W')
     if ax is None:
         h, w = grid.shape[1:]
         fig, ax = plt.subplots(
@@ -105,15 +107,16 @@ def plot_curves(
     return fig
 
 
-def _png_data_uri(frame) -> str:
-    """A data: URI of a matplotlib Figure, or of an image / batch of images (a grid)."""
+def _png_data_uri(frame, nrow: int = 8) -> str:
+    """A data: URI of a matplotlib Figure, or of an image / batch of images (a grid of
+    ``nrow`` per row)."""
     buf = io.BytesIO()
     if isinstance(frame, plt.Figure):
         frame.savefig(buf, format="png", dpi=frame.dpi, bbox_inches="tight")
         plt.close(frame)
     else:
         x = frame if frame.ndim == 4 else frame[None]  # (N, C, H, W)
-        vutils.save_image(image_grid(x, nrow=min(len(x), 8)), buf, format="png")
+        vutils.save_image(image_grid(x, nrow=min(len(x), nrow)), buf, format="png")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -131,8 +134,11 @@ class StaticSlider:
         title: str = "",
         width: int | None = None,
         start: int = 0,
+        nrow: int = 8,
     ):
         frames = list(frames)
+        if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
+            raise ValueError(f"nrow must be an int >= 1, got {nrow!r}")
         if not frames:
             raise ValueError("static_slider needs at least one frame")
         labels = (
@@ -145,7 +151,7 @@ class StaticSlider:
         if not 0 <= start < len(frames):
             raise ValueError(f"start must be in 0..{len(frames) - 1}, got {start}")
         self.title, self.labels, self.start = title, labels, start
-        self.sources = [_png_data_uri(f) for f in frames]
+        self.sources = [_png_data_uri(f, nrow) for f in frames]
         self.width = width
         self.id = f"gm-slider-{uuid.uuid4().hex[:10]}"
 
@@ -197,10 +203,14 @@ def static_slider(
     title: str = "",
     width: int | None = None,
     start: int = 0,
+    nrow: int = 8,
 ) -> StaticSlider:
     """A kernel-free slider over precomputed ``frames``.
 
     Each frame is a matplotlib Figure (closed after rendering), an image ``(C, H, W)``,
-    or a batch ``(N, C, H, W)`` shown as a grid. ``labels`` are shown beside the slider.
+    or a batch ``(N, C, H, W)`` shown as a grid of ``nrow`` images per row. ``labels``
+    are shown beside the slider.
     """
-    return StaticSlider(frames, labels=labels, title=title, width=width, start=start)
+    return StaticSlider(
+        frames, labels=labels, title=title, width=width, start=start, nrow=nrow
+    )

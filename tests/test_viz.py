@@ -69,6 +69,14 @@ def test_static_slider_accepts_figures_and_batches(tmp_path):
     assert (tmp_path / "slider.html").read_text().startswith("<!doctype html>")
 
 
+def test_static_slider_lays_out_nrow_images_per_row():
+    batch = torch.rand(6, 1, 8, 8)
+    data = frames_of(gm.static_slider([batch], nrow=3).html)
+    assert decode_png(data["src"][0]).size == (2 + 3 * 10, 2 + 2 * 10)  # 3 x 2
+    with pytest.raises(ValueError, match="nrow"):
+        gm.static_slider([batch], nrow=0)
+
+
 def test_two_sliders_do_not_share_ids():
     frames = [torch.zeros(1, 2, 2)]
     assert gm.static_slider(frames).id != gm.static_slider(frames).id
@@ -90,6 +98,9 @@ def test_image_grid_and_show_images():
     assert torch.allclose(grid[0, 2:30, 2:30], images[0, 0].float() / 255)
     fig = gm.show_images(images, nrow=5, title="random pixels")
     assert fig.axes[0].get_title() == "random pixels"
+    plt.close(fig)
+    fig = gm.show_images(images, nrow=5, padding=0)
+    assert fig.axes[0].images[0].get_array().shape == (2 * 28, 5 * 28, 3)
     plt.close(fig)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         gm.viz.image_grid(torch.zeros(2, 5, 4, 4))

@@ -1,0 +1,346 @@
+r"""Variational autoencoders: a latent variable model trained through a bound on
+$\log p_\theta(x)$.
+
+The generative model is $z \sim p(z) = \mathcal{N}(0, I)$, $x \sim p_\theta(x \mid z)$
+(the decoder). The encoder outputs a diagonal Gaussian $q_\phi(z \mid x) =
+\mathcal{N}(\mu, \operatorname{diag} \sigma^2)$, parameterized by $\mu$ and
+$\log \sigma^2$ ("logvar"). The evidence lower bound (ELBO) is
+
+$$
+\log p_\theta(x) \ge \mathbb{E}_{q_\phi(z \mid x)}[\log p_\theta(x \mid z)]
+- \mathrm{KL}(q_\phi(z \mid x) \,\|\, p(z)).
+$$
+
+Units: every log-probability, KL and bound here is in **nats, summed over the pixels
+(or latent dimensions) of one image**, one value per image; divide by
+$D \ln 2$ for bits per dimension. The decoders: ``"bernoulli"`` (binary images, logits
+per pixel: a true probability of a discrete image) and ``"gaussian"`` (a density on
+continuous pixel values with one learned log-variance, not comparable with a discrete
+likelihood). Taught in ``notebooks/03_vae.ipynb``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import autoencoder as ae
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+LOG_2PI = math.log(2 * math.pi)
+
+
+def _check_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> None:
+    for name, t in (("mu", mu), ("logvar", logvar)):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            raise TypeError(f"{name} must be a float tensor, got {_describe(t)}")
+    if mu.shape != logvar.shape or mu.ndim < 1:
+        raise ValueError(
+            "mu and logvar must have the same shape (..., k), "
+            f"got {tuple(mu.shape)} and {tuple(logvar.shape)}"
+        )
+
+
+def _describe(t) -> str:
+    return f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+
+
+def reparameterize(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    *,
+    num_samples: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""$z = \mu + \sigma \odot \varepsilon$ with $\varepsilon \sim \mathcal{N}(0, I)$
+    and $\sigma = \exp(\tfrac12 \log \sigma^2)$.
+
+    The randomness sits in $\varepsilon$, so $z$ is a differentiable function of $\mu$
+    and $\log \sigma^2$. ``mu`` and ``logvar`` are ``(..., k)``; with ``num_samples=S``
+    the result is ``(S, ..., k)``, else the shape of ``mu``.
+    """
+    _check_gaussian(mu, logvar)
+    shape = mu.shape if num_samples is None else (_positive(num_samples), *mu.shape)
+    eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def _positive(n, name: str = "num_samples") -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {n!r}")
+    return n
+
+
+def kl_normal(
+    mu: torch.Tensor, logvar: torch.Tensor, *, per_dim: bool = False
+) -> torch.Tensor:
+    r"""$\mathrm{KL}(\mathcal{N}(\mu, \operatorname{diag}\sigma^2) \,\|\,
+    \mathcal{N}(0, I)) = \tfrac12 \sum_i (\mu_i^2 + \sigma_i^2 - \log \sigma_i^2 - 1)$.
+
+    Nats, summed over the last dimension: ``(..., k) -> (...)``, or ``(..., k)`` with
+    ``per_dim=True``. Always $\ge 0$; the VAE's loss *adds* it. (The same number
+    is often written $-\tfrac12 \sum (1 + \log \sigma^2 - \mu^2 - \sigma^2)$.)
+    """
+    _check_gaussian(mu, logvar)
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1)
+    return kl if per_dim else kl.sum(-1)
+
+
+def log_normal(
+    z: torch.Tensor, mu: torch.Tensor | float = 0.0, logvar: torch.Tensor | float = 0.0
+) -> torch.Tensor:
+    r"""$\log \mathcal{N}(z; \mu, \operatorname{diag} \sigma^2)$, nats, summed over the
+    last dimension (``(..., k) -> (...)``); the defaults give the prior
+    $\mathcal{N}(0, I)$."""
+    mu = torch.as_tensor(mu, dtype=z.dtype, device=z.device)
+    logvar = torch.as_tensor(logvar, dtype=z.dtype, device=z.device)
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
+
+
+def binarize(x: torch.Tensor, *, generator: torch.Generator | None = None):
+    """Each pixel becomes 1 with probability equal to its gray value (in [0, 1]),
+    else 0.
+
+    Drawing anew for every batch is *dynamic binarization*: the model sees a fresh
+    binary image each time, and its Bernoulli likelihood is a probability of a discrete
+    image.
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"expected float images in [0, 1], got {_describe(x)}")
+    if x.numel() and (x.isnan().any() or x.min() < 0 or x.max() > 1):
+        raise ValueError(
+            f"expected values in [0, 1], got [{float(x.min()):g}, {float(x.max()):g}]"
+        )
+    return torch.bernoulli(x, generator=generator)
+
+
+def decoder_log_prob(model: "VAE", x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    r"""$\log p_\theta(x \mid z)$ in nats per image, for codes ``z`` of shape
+    ``(..., B, k)`` and images ``x`` ``(B, C, H, W)``; returns ``(..., B)``.
+
+    Bernoulli: $\sum_j x_j \log \sigma(\ell_j) + (1 - x_j) \log(1 - \sigma(\ell_j))$,
+    which needs binary ``x`` (gray values would not make it a probability). Gaussian:
+    $\sum_j \log \mathcal{N}(x_j; \hat{x}_j, \sigma_x^2)$ with the model's learned
+    $\log \sigma_x^2$.
+    """
+    lead = z.shape[:-1]
+    out = model.decode_logits(z.reshape(-1, z.shape[-1])).to(_precise(x.dtype))
+    out = out.reshape(*lead, *out.shape[1:])  # (..., B, C, H, W)
+    if model.likelihood == "bernoulli":
+        per_pixel = -F.binary_cross_entropy_with_logits(
+            out, x.expand_as(out), reduction="none"
+        )
+    else:
+        logvar = model.log_sigma2_x
+        per_pixel = -0.5 * (
+            LOG_2PI + logvar + (x - torch.sigmoid(out)).pow(2) * torch.exp(-logvar)
+        )
+    return per_pixel.flatten(len(lead)).sum(-1)
+
+
+def _precise(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half-precision inputs or outputs (bf16 autocast), else ``dtype``."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _check_target(model: "VAE", x: torch.Tensor) -> None:
+    model._check(x)
+    if model.likelihood == "bernoulli" and bool(((x != 0) & (x != 1)).any()):
+        raise ValueError(
+            "the Bernoulli decoder needs binary images (every pixel 0 or 1); "
+            "binarize gray images first with gm.vae.binarize(x)"
+        )
+
+
+def elbo(
+    model: "VAE",
+    x: torch.Tensor,
+    *,
+    beta: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    r"""The ELBO's terms per image, in nats, each ``(B,)``.
+
+    ``"reconstruction"``: $\log p_\theta(x \mid z)$ at one $z \sim q_\phi(z \mid x)$
+    drawn by :func:`reparameterize` (an unbiased estimate of the expectation);
+    ``"kl"``: $\mathrm{KL}(q_\phi(z \mid x) \,\|\, p(z))$ in closed form;
+    ``"elbo"``: reconstruction $-$ ``beta`` $\times$ KL (with ``beta = 1``, a lower
+    bound on $\log p_\theta(x)$).
+    """
+    _check_target(model, x)
+    mu, logvar = (t.to(_precise(x.dtype)) for t in model.encode(x))  # (B, k) each
+    z = reparameterize(mu, logvar, generator=generator)
+    reconstruction = decoder_log_prob(model, x, z)
+    kl = kl_normal(mu, logvar)
+    return {
+        "reconstruction": reconstruction,
+        "kl": kl,
+        "elbo": reconstruction - beta * kl,
+    }
+
+
+def loss(
+    model: "VAE", x: torch.Tensor, *, beta: float = 1.0
+) -> dict[str, torch.Tensor]:
+    r"""The training loss for :func:`gmlib.fit`: batch means, in nats per image.
+
+    ``"loss"`` $= -(\text{reconstruction} - \beta\, \mathrm{KL})$, plus
+    ``"reconstruction"`` ($-\log p_\theta(x \mid z)$, the positive reconstruction
+    error) and ``"kl"``, so a training curve can show both.
+    """
+    if (
+        isinstance(beta, bool)
+        or not isinstance(beta, (int, float))
+        or not math.isfinite(beta)
+        or beta < 0
+    ):
+        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+    terms = elbo(model, x, beta=beta)
+    return {
+        "loss": -terms["elbo"].mean(),
+        "reconstruction": -terms["reconstruction"].mean(),
+        "kl": terms["kl"].mean(),
+    }
+
+
+@torch.no_grad()
+def iwae_bound(
+    model: "VAE",
+    x: torch.Tensor,
+    *,
+    k: int,
+    proposal: str = "encoder",
+    chunk: int = 64,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""The importance-weighted bound on $\log p_\theta(x)$, nats per image, ``(B,)``.
+
+    $\log \frac1k \sum_{i=1}^k p_\theta(x, z_i) / r(z_i)$ with $z_i \sim r$, where the
+    proposal $r$ is the encoder's $q_\phi(z \mid x)$ (Burda et al., 2016: ``k = 1`` is
+    the ELBO, and the bound rises towards $\log p_\theta(x)$ as ``k`` grows)
+    or the prior $p(z)$ (``proposal="prior"``: naive Monte Carlo,
+    $\log \frac1k \sum_i p_\theta(x \mid z_i)$). Samples are drawn ``chunk`` at a time.
+    """
+    k = _positive(k, "k")
+    chunk = _positive(chunk, "chunk")
+    if proposal not in ("encoder", "prior"):
+        raise ValueError(f"proposal must be 'encoder' or 'prior', got {proposal!r}")
+    _check_target(model, x)
+    mu, logvar = (t.to(_precise(x.dtype)) for t in model.encode(x))  # (B, k_z) each
+    if proposal == "prior":
+        mu, logvar = torch.zeros_like(mu), torch.zeros_like(logvar)
+    weights = []
+    for start in range(0, k, chunk):
+        n = min(chunk, k - start)
+        z = reparameterize(mu, logvar, num_samples=n, generator=generator)  # (n, B, k)
+        log_w = decoder_log_prob(model, x, z)  # (n, B): log p(x | z)
+        if proposal == "encoder":
+            log_w = log_w + log_normal(z) - log_normal(z, mu, logvar)
+        weights.append(log_w)
+    return torch.logsumexp(torch.cat(weights), dim=0) - math.log(k)
+
+
+class VAE(nn.Module):
+    """What every VAE here has on top of an autoencoder: ``encode(x) -> (mu, logvar)``,
+    ``decode_logits(z)``, ``decode(z)`` (the mean of $p_\\theta(x \\mid z)$) and
+    ``sample(n)``."""
+
+    latent_dim: int
+    likelihood: str
+
+    def _setup_vae(self, likelihood: str) -> None:
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(
+                f"unknown likelihood {likelihood!r}; expected one of "
+                f"{', '.join(map(repr, LIKELIHOODS))}"
+            )
+        self.likelihood = likelihood
+        if likelihood == "gaussian":  # log sigma_x^2, learned, shared by all pixels
+            self.log_sigma2_x = nn.Parameter(torch.tensor(-3.0))
+        head = self.encoder[-1]  # the last Linear: widen it to output mu and logvar
+        self.encoder[-1] = nn.Linear(head.in_features, 2 * self.latent_dim)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's $\\mu$ and $\\log \\sigma^2$, ``(B, k)`` each."""
+        h = super().encode(x)  # (B, 2k)
+        mu, logvar = h.chunk(2, dim=-1)
+        return mu, logvar
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean reconstruction: decode the encoder's mean."""
+        return self.decode(self.encode(x)[0])
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, *, generator: torch.Generator | None = None, mean: bool = True
+    ) -> torch.Tensor:
+        """``n`` images ``(n, C, H, W)`` from $z \\sim \\mathcal{N}(0, I)$ decoded: the
+        decoder's mean (``mean=True``) or a draw from $p_\\theta(x \\mid z)$."""
+        n = _positive(n, "n")
+        weight = next(self.parameters())
+        device, dtype = weight.device, _precise(weight.dtype)
+        z = torch.randn(
+            n, self.latent_dim, generator=generator, device=device, dtype=dtype
+        )
+        x_mean = self.decode(z).to(dtype)
+        if mean:
+            return x_mean
+        if self.likelihood == "bernoulli":
+            return torch.bernoulli(x_mean, generator=generator)
+        noise = torch.randn(
+            x_mean.shape, generator=generator, device=device, dtype=dtype
+        )
+        return x_mean + torch.exp(0.5 * self.log_sigma2_x) * noise
+
+
+class MLPVAE(VAE, ae.MLPAutoencoder):
+    """Fully connected encoder (to $\\mu$ and $\\log\\sigma^2$) and decoder,
+    ReLU between layers: :class:`gmlib.autoencoder.MLPAutoencoder` with a Gaussian
+    code."""
+
+    def __init__(
+        self,
+        *,
+        image_shape: tuple[int, int, int] = (1, 28, 28),
+        hidden_dims: tuple[int, ...] = (512, 256),
+        latent_dim: int = 16,
+        likelihood: str = "bernoulli",
+    ):
+        _check_sizes(latent_dim, hidden_dims, "hidden_dims")
+        super().__init__(
+            image_shape=image_shape, hidden_dims=hidden_dims, latent_dim=latent_dim
+        )
+        self._setup_vae(likelihood)
+
+
+class ConvVAE(VAE, ae.ConvAutoencoder):
+    """Strided convolutions down to $\\mu$ and $\\log\\sigma^2$, transposed convolutions
+    back up: :class:`gmlib.autoencoder.ConvAutoencoder` with a Gaussian code."""
+
+    def __init__(
+        self,
+        *,
+        image_shape: tuple[int, int, int] = (1, 28, 28),
+        channels: tuple[int, ...] = (32, 64),
+        latent_dim: int = 16,
+        likelihood: str = "bernoulli",
+    ):
+        _check_sizes(latent_dim, channels, "channels")
+        super().__init__(
+            image_shape=image_shape, channels=channels, latent_dim=latent_dim
+        )
+        self._setup_vae(likelihood)
+
+
+def _check_sizes(latent_dim, sizes, name: str) -> None:
+    _positive(latent_dim, "latent_dim")
+    sizes = tuple(sizes)
+    if not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes
+    ):
+        raise ValueError(f"{name} must be positive ints, got {sizes!r}")
+    if name == "channels" and not sizes:
+        raise ValueError("channels must name at least one stage, got ()")
