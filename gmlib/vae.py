@@ -183,13 +183,18 @@ def elbo(
 
 
 def loss(
-    model: "VAE", x: torch.Tensor, *, beta: float = 1.0
+    model: "VAE",
+    x: torch.Tensor,
+    *,
+    beta: float = 1.0,
+    generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
     r"""The training loss for :func:`gmlib.fit`: batch means, in nats per image.
 
     ``"loss"`` $= -(\text{reconstruction} - \beta\, \mathrm{KL})$, plus
     ``"reconstruction"`` ($-\log p_\theta(x \mid z)$, the positive reconstruction
-    error) and ``"kl"``, so a training curve can show both.
+    error) and ``"kl"``, so a training curve can show both. ``generator`` draws the
+    code (the global generator if None).
     """
     if (
         isinstance(beta, bool)
@@ -198,7 +203,7 @@ def loss(
         or beta < 0
     ):
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
-    terms = elbo(model, x, beta=beta)
+    terms = elbo(model, x, beta=beta, generator=generator)
     return {
         "loss": -terms["elbo"].mean(),
         "reconstruction": -terms["reconstruction"].mean(),
