@@ -2,8 +2,8 @@
 
 ``import gmlib as gm`` gives ``gm.runtime``, ``gm.data``, ``gm.train``,
 ``gm.checkpoints``, ``gm.viz``, the model modules (``gm.autoencoder``,
-``gm.pixelcnn``, ``gm.pixelrnn``, ``gm.logistic``, ``gm.vae`` with
-``gm.linear_gaussian``) with ``gm.sampling``, and the most
+``gm.pixelcnn``, ``gm.pixelrnn``, ``gm.logistic``, ``gm.vae`` with ``gm.gaussians``
+and ``gm.linear_gaussian``) with ``gm.sampling``, and the most
 used names directly: ``gm.device``, ``gm.budget``, ``gm.settings``,
 ``gm.seed_everything``, ``gm.fit``, ``gm.train_or_load``.
 """
@@ -13,6 +13,7 @@ from . import (
     autoregressive,
     checkpoints,
     data,
+    gaussians,
     linear_gaussian,
     logistic,
     pixelcnn,
@@ -34,6 +35,7 @@ __all__ = [
     "autoregressive",
     "checkpoints",
     "data",
+    "gaussians",
     "linear_gaussian",
     "logistic",
     "pixelcnn",

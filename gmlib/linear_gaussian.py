@@ -21,7 +21,7 @@ import math
 import torch
 from torch.distributions import MultivariateNormal, kl_divergence
 
-from .vae import kl_normal, log_normal
+from .gaussians import kl_normal, log_normal
 
 
 class LinearGaussian:
