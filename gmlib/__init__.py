@@ -1,10 +1,12 @@
 """gmlib: the models and training loops of "Generative Models, an executable course".
 
 ``import gmlib as gm`` gives ``gm.runtime``, ``gm.data``, ``gm.train``,
-``gm.checkpoints``, ``gm.viz``, the model modules (``gm.autoencoder``,
-``gm.pixelcnn``, ``gm.pixelrnn``, ``gm.logistic``, ``gm.vae`` with ``gm.gaussians``
-and ``gm.linear_gaussian``) with ``gm.sampling``, and the most
-used names directly: ``gm.device``, ``gm.budget``, ``gm.settings``,
+``gm.checkpoints``, ``gm.viz``, the model modules (``gm.autoencoder``, ``gm.pixelcnn``,
+``gm.pixelrnn``, ``gm.logistic``, ``gm.vae`` with ``gm.gaussians`` and
+``gm.linear_gaussian``, ``gm.gan`` with ``gm.gan_toy``) with ``gm.sampling``,
+``gm.metrics`` (the shared Fashion-MNIST feature classifier and the Frechet distance),
+``gm.widgets`` (live explorers; ipywidgets is imported only when one is built), and the
+most used names directly: ``gm.device``, ``gm.budget``, ``gm.settings``,
 ``gm.seed_everything``, ``gm.fit``, ``gm.train_or_load``.
 """
 
@@ -13,9 +15,12 @@ from . import (
     autoregressive,
     checkpoints,
     data,
+    gan,
+    gan_toy,
     gaussians,
     linear_gaussian,
     logistic,
+    metrics,
     pixelcnn,
     pixelrnn,
     runtime,
@@ -23,6 +28,7 @@ from . import (
     train,
     vae,
     viz,
+    widgets,
 )
 from .checkpoints import train_or_load
 from .data import load
@@ -35,9 +41,12 @@ __all__ = [
     "autoregressive",
     "checkpoints",
     "data",
+    "gan",
+    "gan_toy",
     "gaussians",
     "linear_gaussian",
     "logistic",
+    "metrics",
     "pixelcnn",
     "pixelrnn",
     "runtime",
@@ -45,6 +54,7 @@ __all__ = [
     "train",
     "vae",
     "viz",
+    "widgets",
     "train_or_load",
     "load",
     "budget",

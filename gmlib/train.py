@@ -37,6 +37,8 @@ class History:
     epochs: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0  # wall time spent training
     num_images: int = 0  # images seen in training
+    # metric -> one value per step, for loops that log more than the loss (fit_gan)
+    steps: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def loss(self) -> list[float]:
@@ -53,6 +55,7 @@ class History:
             "epochs": {k: list(v) for k, v in self.epochs.items()},
             "seconds": float(self.seconds),
             "num_images": int(self.num_images),
+            "steps": {k: list(v) for k, v in self.steps.items()},
         }
 
     @classmethod
@@ -62,6 +65,7 @@ class History:
             epochs={k: list(v) for k, v in data["epochs"].items()},
             seconds=float(data["seconds"]),
             num_images=int(data["num_images"]),
+            steps={k: list(v) for k, v in data.get("steps", {}).items()},
         )
 
 
