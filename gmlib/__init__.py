@@ -3,7 +3,8 @@
 ``import gmlib as gm`` gives ``gm.runtime``, ``gm.data``, ``gm.train``,
 ``gm.checkpoints``, ``gm.viz``, the model modules (``gm.autoencoder``, ``gm.pixelcnn``,
 ``gm.pixelrnn``, ``gm.logistic``, ``gm.vae`` with ``gm.gaussians`` and
-``gm.linear_gaussian``, ``gm.gan`` with ``gm.gan_toy``) with ``gm.sampling``,
+``gm.linear_gaussian``, ``gm.gan`` with ``gm.gan_toy``, ``gm.diffusion`` with
+``gm.unet``) with ``gm.sampling``,
 ``gm.metrics`` (the shared Fashion-MNIST feature classifier and the Frechet distance),
 ``gm.widgets`` (live explorers; ipywidgets is imported only when one is built), and the
 most used names directly: ``gm.device``, ``gm.budget``, ``gm.settings``,
@@ -15,6 +16,7 @@ from . import (
     autoregressive,
     checkpoints,
     data,
+    diffusion,
     gan,
     gan_toy,
     gaussians,
@@ -26,6 +28,7 @@ from . import (
     runtime,
     sampling,
     train,
+    unet,
     vae,
     viz,
     widgets,
@@ -41,6 +44,7 @@ __all__ = [
     "autoregressive",
     "checkpoints",
     "data",
+    "diffusion",
     "gan",
     "gan_toy",
     "gaussians",
@@ -52,6 +56,7 @@ __all__ = [
     "runtime",
     "sampling",
     "train",
+    "unet",
     "vae",
     "viz",
     "widgets",
