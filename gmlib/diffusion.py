@@ -20,6 +20,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .checks import positive_int
+
 EpsModel = Callable[..., torch.Tensor]  # eps_model(x_t, t) or eps_model(x_t, t, y)
 
 
@@ -45,7 +47,7 @@ class Schedule:
         """DDPM's schedule (Ho et al., 2020): betas linear from ``beta_start`` to
         ``beta_end``, scaled by 1000 / T so that a shorter chain destroys the data about
         as much as T = 1000 (so T must exceed 1000 * beta_end = 20 by default)."""
-        T = _positive_int(T, "T")
+        T = positive_int(T, "T")
         scale = 1000 / T
         return cls(
             torch.linspace(scale * beta_start, scale * beta_end, T, dtype=torch.float64)
@@ -56,7 +58,7 @@ class Schedule:
         r"""Nichol and Dhariwal's (2021) schedule: $\bar\alpha$ follows
         $\cos^2\bigl(\frac{t/T + s}{1 + s} \frac{\pi}{2}\bigr)$; betas clipped at
         0.999."""
-        T = _positive_int(T, "T")
+        T = positive_int(T, "T")
         steps = torch.arange(T + 1, dtype=torch.float64) / T
         f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
         betas = (1 - f[1:] / f[:-1]).clamp(1e-8, 0.999)
@@ -135,12 +137,6 @@ class Schedule:
         return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
-
-
 def _check_x(x, name: str) -> None:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError(f"{name} must be a float tensor, got {x!r:.60}")
@@ -208,6 +204,14 @@ def guided_eps(
     return uncond + scale * (model(x_t, t, y) - uncond)
 
 
+def _denoised(model, schedule, x, step, y, scale, null_class):
+    """Timesteps ``(B,)`` at ``step`` and the clean image the (guided) noise prediction
+    implies, clipped to [-1, 1]."""
+    t = torch.full((len(x),), step, device=x.device, dtype=torch.long)
+    eps = guided_eps(model, x, t, y, scale=scale, null_class=null_class)
+    return t, schedule.predict_x0(x, t, eps).clamp(-1, 1)
+
+
 @torch.no_grad()
 def ddpm_sample(
     model: EpsModel,
@@ -225,9 +229,7 @@ def ddpm_sample(
     _check_x(noise, "noise")
     x = noise
     for step in reversed(range(schedule.T)):
-        t = torch.full((len(x),), step, device=x.device, dtype=torch.long)
-        eps = guided_eps(model, x, t, y, scale=scale, null_class=null_class)
-        x0 = schedule.predict_x0(x, t, eps).clamp(-1, 1)
+        t, x0 = _denoised(model, schedule, x, step, y, scale, null_class)
         mean, var = schedule.posterior(x, x0, t)
         if step > 0:
             z = torch.randn(
@@ -261,7 +263,7 @@ def ddim_sample(
     with all steps is DDPM's ancestral update.
     """
     _check_x(noise, "noise")
-    steps = schedule.T if steps is None else _positive_int(steps, "steps")
+    steps = schedule.T if steps is None else positive_int(steps, "steps")
     if steps > schedule.T:
         raise ValueError(f"steps must be at most T = {schedule.T}, got {steps}")
     if not 0 <= eta <= 1:
@@ -269,9 +271,7 @@ def ddim_sample(
     times = torch.linspace(schedule.T - 1, 0, steps).round().long().tolist()
     x = noise
     for i, step in enumerate(times):
-        t = torch.full((len(x),), step, device=x.device, dtype=torch.long)
-        eps = guided_eps(model, x, t, y, scale=scale, null_class=null_class)
-        x0 = schedule.predict_x0(x, t, eps).clamp(-1, 1)
+        _, x0 = _denoised(model, schedule, x, step, y, scale, null_class)
         a_t = float(schedule.alpha_bars[step])
         a_s = float(schedule.alpha_bars[times[i + 1]]) if i + 1 < len(times) else 1.0
         eps = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)  # consistent with the clip

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import runtime
-from .train import History, _check_images, adam, progress_enabled
+from .checks import positive_int
+from .train import History, _check_images, adam, progress_bar
 
 GENERATOR_LOSSES = ("non-saturating", "saturating", "least-squares")
 
@@ -76,12 +77,6 @@ def generator_loss(fake_logits: torch.Tensor, *, kind: str = "non-saturating"):
     )
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
-
-
 class Generator(nn.Module):
     """DCGAN generator for 28 x 28 images: ``z (B, latent_dim) -> (B, 1, 28, 28)`` in
     [-1, 1].
@@ -93,8 +88,8 @@ class Generator(nn.Module):
 
     def __init__(self, *, latent_dim: int = 64, channels: int = 64):
         super().__init__()
-        self.latent_dim = _positive_int(latent_dim, "latent_dim")
-        c = _positive_int(channels, "channels")
+        self.latent_dim = positive_int(latent_dim, "latent_dim")
+        c = positive_int(channels, "channels")
         self.net = nn.Sequential(
             nn.ConvTranspose2d(latent_dim, 2 * c, 7, 1, 0, bias=False),  # 1 -> 7
             nn.BatchNorm2d(2 * c),
@@ -134,7 +129,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, *, channels: int = 64):
         super().__init__()
-        c = _positive_int(channels, "channels")
+        c = positive_int(channels, "channels")
         self.net = nn.Sequential(
             nn.Conv2d(1, c, 4, 2, 1),  # 28 -> 14
             nn.LeakyReLU(0.2),
@@ -251,8 +246,8 @@ def fit_gan(
         or num_epochs < 0
     ):
         raise ValueError(f"num_epochs must be an int >= 0, got {num_epochs!r}")
-    k = _positive_int(k, "k")
-    batch_size = _positive_int(batch_size, "batch_size")
+    k = positive_int(k, "k")
+    batch_size = positive_int(batch_size, "batch_size")
     for name, lr in (("lr_g", lr_g), ("lr_d", lr_d)):
         if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
             raise ValueError(f"{name} must be a finite number > 0, got {lr!r}")
@@ -275,15 +270,8 @@ def fit_gan(
     gen.manual_seed(seed if seed is not None else int(torch.randint(2**31, (1,))))
     rounds = len(data) // (k * batch_size)  # generator steps per epoch
 
-    from tqdm.auto import tqdm
-
     history = History()
-    bar = tqdm(
-        total=num_epochs * rounds,
-        desc=desc,
-        disable=not progress_enabled(progress),
-        leave=False,
-    )
+    bar = progress_bar(num_epochs * rounds, desc=desc, progress=progress)
     start = time.perf_counter()
     try:
         for epoch in range(num_epochs):

@@ -11,12 +11,12 @@ import math
 import torch
 from torch import nn
 
-from .gan import _positive_int
+from .checks import positive_int
 
 
 def ring_centers(modes: int = 8, radius: float = 2.0) -> torch.Tensor:
     """``(modes, 2)``: the centres of a ring of Gaussians."""
-    angles = torch.arange(modes) * (2 * math.pi / _positive_int(modes, "modes"))
+    angles = torch.arange(modes) * (2 * math.pi / positive_int(modes, "modes"))
     return radius * torch.stack([angles.cos(), angles.sin()], dim=1)
 
 
@@ -29,7 +29,7 @@ def ring_of_gaussians(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """``(n, 2)`` points from an equal mixture of Gaussians on a ring."""
-    n = _positive_int(n, "n")
+    n = positive_int(n, "n")
     centers = ring_centers(modes, radius)
     which = torch.randint(modes, (n,), generator=generator)
     return centers[which] + std * torch.randn(n, 2, generator=generator)
@@ -62,8 +62,8 @@ class ToyGenerator(nn.Module):
 
     def __init__(self, *, noise_dim: int = 2, hidden: int = 128, layers: int = 3):
         super().__init__()
-        self.latent_dim = _positive_int(noise_dim, "noise_dim")
-        dims = [noise_dim] + [_positive_int(hidden, "hidden")] * layers
+        self.latent_dim = positive_int(noise_dim, "noise_dim")
+        dims = [noise_dim] + [positive_int(hidden, "hidden")] * layers
         body: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
             body += [nn.Linear(a, b), nn.ReLU()]
@@ -78,7 +78,7 @@ class ToyDiscriminator(nn.Module):
 
     def __init__(self, *, hidden: int = 128, layers: int = 3):
         super().__init__()
-        dims = [2] + [_positive_int(hidden, "hidden")] * layers
+        dims = [2] + [positive_int(hidden, "hidden")] * layers
         body: list[nn.Module] = []
         for a, b in zip(dims[:-1], dims[1:]):
             body += [nn.Linear(a, b), nn.LeakyReLU(0.2)]

@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from .checks import positive_int
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -46,15 +48,13 @@ def reparameterize(
     the result is ``(S, ..., k)``, else the shape of ``mu``.
     """
     _check_gaussian(mu, logvar)
-    shape = mu.shape if num_samples is None else (_positive(num_samples), *mu.shape)
+    shape = (
+        mu.shape
+        if num_samples is None
+        else (positive_int(num_samples, "num_samples"), *mu.shape)
+    )
     eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + torch.exp(0.5 * logvar) * eps
-
-
-def _positive(n, name: str = "num_samples") -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {n!r}")
-    return n
 
 
 def kl_normal(

@@ -82,6 +82,16 @@ def progress_enabled(progress: bool | None = None) -> bool:
     return not os.environ.get("CI")
 
 
+def progress_bar(total: int, *, desc: str, progress: bool | None = None):
+    """The tqdm.auto bar of gmlib's training loops (off as :func:`progress_enabled`
+    says); it clears itself when closed."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, desc=desc, disable=not progress_enabled(progress), leave=False
+    )
+
+
 def _check_images(images: torch.Tensor, labels: torch.Tensor | None) -> None:
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
@@ -176,15 +186,8 @@ def fit(
         seed if seed is not None else int(torch.randint(2**31, (1,)).item())
     )
 
-    from tqdm.auto import tqdm
-
     history = History()
-    bar = tqdm(
-        total=num_epochs * steps_per_epoch,
-        desc=desc,
-        disable=not progress_enabled(progress),
-        leave=False,
-    )
+    bar = progress_bar(num_epochs * steps_per_epoch, desc=desc, progress=progress)
     start = time.perf_counter()
     model.train()
     try:

@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import autoencoder as ae
+from .checks import positive_int
 from .gaussians import (  # noqa: F401 (re-exported: gm.vae.reparameterize, ...)
     LOG_2PI,
     _check_gaussian,
     _describe,
-    _positive,
     kl_normal,
     log_normal,
     reparameterize,
@@ -170,8 +170,8 @@ def iwae_bound(
     or the prior $p(z)$ (``proposal="prior"``: naive Monte Carlo,
     $\log \frac1k \sum_i p_\theta(x \mid z_i)$). Samples are drawn ``chunk`` at a time.
     """
-    k = _positive(k, "k")
-    chunk = _positive(chunk, "chunk")
+    k = positive_int(k, "k")
+    chunk = positive_int(chunk, "chunk")
     if proposal not in ("encoder", "prior"):
         raise ValueError(f"proposal must be 'encoder' or 'prior', got {proposal!r}")
     _check_target(model, x)
@@ -225,7 +225,7 @@ class VAE(nn.Module):
     ) -> torch.Tensor:
         """``n`` images ``(n, C, H, W)`` from $z \\sim \\mathcal{N}(0, I)$ decoded: the
         decoder's mean (``mean=True``) or a draw from $p_\\theta(x \\mid z)$."""
-        n = _positive(n, "n")
+        n = positive_int(n, "n")
         weight = next(self.parameters())
         device, dtype = weight.device, _precise(weight.dtype)
         z = torch.randn(
@@ -282,7 +282,7 @@ class ConvVAE(VAE, ae.ConvAutoencoder):
 
 
 def _check_sizes(latent_dim, sizes, name: str) -> None:
-    _positive(latent_dim, "latent_dim")
+    positive_int(latent_dim, "latent_dim")
     sizes = tuple(sizes)
     if not all(
         isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes

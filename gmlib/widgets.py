@@ -27,7 +27,8 @@ from functools import partial
 import torch
 
 from . import gan_toy
-from .gan import GENERATOR_LOSSES, _positive_int, gan_step
+from .checks import positive_int
+from .gan import GENERATOR_LOSSES, gan_step
 from .train import adam
 
 STEP_KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
@@ -57,7 +58,7 @@ def _check_seed(value, name: str) -> int:
 
 
 _INTS = ("k", "noise_dim", "batch_size", "chunk", "total_steps", "hidden", "layers")
-_CHECKS = dict.fromkeys(_INTS, _positive_int)
+_CHECKS = dict.fromkeys(_INTS, positive_int)
 _CHECKS.update(lr_g=_check_lr, lr_d=_check_lr, loss=_check_loss, seed=_check_seed)
 _BUILD = ("noise_dim", "seed", "hidden", "layers")  # these take effect on reset()
 
@@ -194,12 +195,12 @@ class ToyGANTrainer:
         """What the figure shows: ``step``, the first ``n`` fixed-noise ``samples``
         ``(n, 2)``, ``surface`` = D on a ``grid`` x ``grid`` lattice over [-3, 3]^2
         ``(grid, grid)`` (rows along y), and the last ``modes`` and ``quality``."""
-        axis = torch.linspace(-BOX, BOX, _positive_int(grid, "grid"))
+        axis = torch.linspace(-BOX, BOX, positive_int(grid, "grid"))
         yy, xx = torch.meshgrid(axis, axis, indexing="ij")
         logits = self.discriminator(torch.stack([xx.flatten(), yy.flatten()], 1))
         return {
             "step": self.step,
-            "samples": self.samples()[: _positive_int(n, "n")].clone(),
+            "samples": self.samples()[: positive_int(n, "n")].clone(),
             "surface": torch.sigmoid(logits).reshape(grid, grid),
             "modes": self.coverage["modes"][-1],
             "quality": self.coverage["quality"][-1],

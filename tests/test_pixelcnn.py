@@ -19,14 +19,7 @@ from gmlib import autoregressive, logistic, pixelcnn, pixelrnn, sampling
 H, W = 5, 6  # small and not square, so a swapped axis shows
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread spares OpenMP's per-operation overhead (a second
-    thread costs 10x when the other core is busy)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(kind, *, levels=4, layers=3, classes=None):

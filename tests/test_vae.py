@@ -17,14 +17,7 @@ from gmlib.linear_gaussian import LinearGaussian
 Z = 5.0  # tolerance of a Monte Carlo check, in standard errors
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread spares OpenMP's per-operation overhead (a second
-    thread costs 10x when the other core is busy)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gen(seed):
