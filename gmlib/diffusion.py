@@ -204,12 +204,13 @@ def guided_eps(
     return uncond + scale * (model(x_t, t, y) - uncond)
 
 
-def _denoised(model, schedule, x, step, y, scale, null_class):
+def _denoised(model, schedule, x, step, y, scale, null_class, clip):
     """Timesteps ``(B,)`` at ``step`` and the clean image the (guided) noise prediction
-    implies, clipped to [-1, 1]."""
+    implies, clipped to [-1, 1] if ``clip``."""
     t = torch.full((len(x),), step, device=x.device, dtype=torch.long)
     eps = guided_eps(model, x, t, y, scale=scale, null_class=null_class)
-    return t, schedule.predict_x0(x, t, eps).clamp(-1, 1)
+    x0 = schedule.predict_x0(x, t, eps)
+    return t, x0.clamp(-1, 1) if clip else x0
 
 
 @torch.no_grad()
@@ -222,14 +223,16 @@ def ddpm_sample(
     scale: float = 1.0,
     null_class: int | None = None,
     generator: torch.Generator | None = None,
+    clip: bool = True,
 ) -> torch.Tensor:
     r"""Ancestral sampling through all T steps: $x_{t-1} = \tilde\mu(x_t, \hat x_0) +
-    \sqrt{\tilde\beta_t}\, z$ from ``noise`` $= x_T$; returns $x_0$ in [-1, 1] (clipped
-    through $\hat x_0$)."""
+    \sqrt{\tilde\beta_t}\, z$ from ``noise`` $= x_T$; returns $x_0$, in [-1, 1] when
+    ``clip`` (each $\hat x_0$ is clipped to the data's range; ``clip=False`` for data
+    that are not images)."""
     _check_x(noise, "noise")
     x = noise
     for step in reversed(range(schedule.T)):
-        t, x0 = _denoised(model, schedule, x, step, y, scale, null_class)
+        t, x0 = _denoised(model, schedule, x, step, y, scale, null_class, clip)
         mean, var = schedule.posterior(x, x0, t)
         if step > 0:
             z = torch.randn(
@@ -253,6 +256,7 @@ def ddim_sample(
     scale: float = 1.0,
     null_class: int | None = None,
     generator: torch.Generator | None = None,
+    clip: bool = True,
 ) -> torch.Tensor:
     r"""DDIM (Song et al., 2021) on ``steps`` evenly spaced timesteps (all T if None).
 
@@ -260,7 +264,7 @@ def ddim_sample(
     \sqrt{1 - \bar\alpha_s - \sigma^2}\, \hat\epsilon + \sigma z$ with
     $\sigma = \eta \sqrt{(1 - \bar\alpha_s)/(1 - \bar\alpha_t)}
     \sqrt{1 - \bar\alpha_t/\bar\alpha_s}$. ``eta = 0`` is deterministic; ``eta = 1``
-    with all steps is DDPM's ancestral update.
+    with all steps is DDPM's ancestral update. ``clip`` as in :func:`ddpm_sample`.
     """
     _check_x(noise, "noise")
     steps = schedule.T if steps is None else positive_int(steps, "steps")
@@ -271,7 +275,7 @@ def ddim_sample(
     times = torch.linspace(schedule.T - 1, 0, steps).round().long().tolist()
     x = noise
     for i, step in enumerate(times):
-        _, x0 = _denoised(model, schedule, x, step, y, scale, null_class)
+        _, x0 = _denoised(model, schedule, x, step, y, scale, null_class, clip)
         a_t = float(schedule.alpha_bars[step])
         a_s = float(schedule.alpha_bars[times[i + 1]]) if i + 1 < len(times) else 1.0
         eps = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)  # consistent with the clip

@@ -101,3 +101,33 @@ class UNet(nn.Module):
         h = F.interpolate(h, scale_factor=2, mode="nearest")
         h = self.up1(torch.cat([h, h1], 1), emb)  # (B, c, H, W)
         return self.out(h)
+
+
+class MLPDenoiser(nn.Module):
+    """A noise predictor for points: ``(B, dim)`` and ``(B,)`` timesteps -> ``(B,
+    dim)``.
+
+    A fully connected network whose hidden layers each see the sinusoidal time
+    embedding, for 2-D toys where the true score is known."""
+
+    def __init__(self, *, dim: int = 2, hidden: int = 128, layers: int = 3):
+        super().__init__()
+        for name, value in (("dim", dim), ("hidden", hidden), ("layers", layers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        self.hidden = hidden
+        self.time = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU())
+        self.inp = nn.Linear(dim, hidden)
+        self.layers = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
+        self.out = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 2 or x.shape[1] != self.inp.in_features:
+            raise ValueError(
+                f"expected points (B, {self.inp.in_features}), got {tuple(x.shape)}"
+            )
+        e = self.time(timestep_embedding(t, self.hidden).to(x.dtype))
+        h = self.inp(x)
+        for layer in self.layers:
+            h = h + layer(F.silu(h + e))  # residual, with the time added at every layer
+        return self.out(F.silu(h))

@@ -15,7 +15,7 @@ import torch
 import gmlib as gm
 from gmlib import diffusion
 from gmlib.diffusion import Schedule, ddim_sample, ddpm_sample, guided_eps
-from gmlib.unet import UNet
+from gmlib.unet import MLPDenoiser, UNet
 
 Z = 5.0  # tolerance of a Monte Carlo check, in standard errors
 F64 = torch.float64
@@ -392,6 +392,21 @@ def test_a_perfect_noise_predictor_samples_the_single_data_point(name, dtype, to
             )
 
 
+def test_without_clipping_a_point_outside_the_image_range_is_reached():
+    s = Schedule.cosine(50)
+    x_star = torch.tensor([[3.0, -2.5]], dtype=F64)  # far outside [-1, 1]
+    eps = perfect_eps(s, x_star)
+    noise = torch.randn(4, 2, generator=gen(11), dtype=F64)
+    target = x_star.expand(4, 2)
+    for out in (
+        ddpm_sample(eps, s, noise, generator=gen(12), clip=False),
+        ddim_sample(eps, s, noise, steps=10, clip=False),
+    ):
+        torch.testing.assert_close(out, target, rtol=0, atol=1e-9)
+    clipped = ddim_sample(eps, s, noise, steps=10)  # the default clips x0_hat
+    torch.testing.assert_close(clipped, target.clamp(-1, 1), rtol=0, atol=1e-9)
+
+
 def test_ddim_with_eta_0_is_deterministic_and_eta_1_is_not():
     s = Schedule.cosine(50)
     eps = eps_for_gaussian_data(s)
@@ -600,6 +615,54 @@ def test_class_conditional_unet_without_labels_is_the_null_class():
         labelled = net(x, t, torch.tensor([0, 1]))
     torch.testing.assert_close(free, null, rtol=0, atol=0)
     assert float((labelled - null).abs().max()) > 1e-5, "the labels must matter"
+
+
+def test_mlp_denoiser_shapes_time_and_bad_input():
+    torch.manual_seed(0)
+    net = MLPDenoiser(dim=3, hidden=16, layers=2).eval()
+    x = torch.randn(5, 3, generator=gen(17))
+    t = torch.tensor([0, 1, 2, 50, 99])
+    with torch.no_grad():
+        out, later = net(x, t), net(x, t + 1)
+    assert out.shape == x.shape and bool(torch.isfinite(out).all())
+    assert float((later - out).abs().max()) > 1e-5, "the timestep must matter"
+    with pytest.raises(ValueError, match=r"expected points \(B, 3\)"):
+        net(torch.zeros(5, 2), t)
+    with pytest.raises(ValueError, match="hidden must be an int >= 1"):
+        MLPDenoiser(hidden=0)
+
+
+def test_mlp_denoiser_learns_the_noise_of_a_two_point_dataset():
+    """Trained by the simplified loss on {-1, +1} in 2-D, its implied score at a middle
+    timestep matches the exact score of the noised two-point mixture (by autograd)."""
+    torch.manual_seed(0)
+    s = Schedule.cosine(20)
+    centers = torch.tensor([[-1.0, 0.0], [1.0, 0.0]])
+    net = MLPDenoiser(hidden=64, layers=2)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    g = gen(18)
+    for _ in range(600):
+        x0 = centers[torch.randint(2, (256,), generator=g)]
+        t = torch.randint(s.T, (256,), generator=g)
+        e = torch.randn(256, 2, generator=g)
+        loss = ((net(s.q_sample(x0, t, e), t) - e) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    step = 10
+    a = float(s.alpha_bars[step])
+    mix = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(torch.ones(2)),
+        torch.distributions.Independent(
+            torch.distributions.Normal(math.sqrt(a) * centers, math.sqrt(1 - a)), 1
+        ),
+    )
+    x = mix.sample((500,)).requires_grad_(True)
+    true = torch.autograd.grad(mix.log_prob(x).sum(), x)[0]
+    with torch.no_grad():
+        est = -net(x.detach(), steps_of(step, 500)) / math.sqrt(1 - a)
+    rel = float((est - true).norm(dim=1).mean() / true.norm(dim=1).mean())
+    assert rel < 0.15, rel  # an untrained net: about 1
 
 
 def test_fit_lowers_the_diffusion_loss_on_digits():
