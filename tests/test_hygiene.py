@@ -18,6 +18,7 @@ EXPECTED = [
     "02_pixelcnn",
     "03_vae",
     "04_gan",
+    "05_diffusion",
 ]
 
 
