@@ -4,7 +4,7 @@
 ``gm.checkpoints``, ``gm.viz``, the model modules (``gm.autoencoder``, ``gm.pixelcnn``,
 ``gm.pixelrnn``, ``gm.logistic``, ``gm.vae`` with ``gm.gaussians`` and
 ``gm.linear_gaussian``, ``gm.gan`` with ``gm.gan_toy``, ``gm.diffusion`` with
-``gm.unet``) with ``gm.sampling``,
+``gm.unet`` and ``gm.diffusion_elbo``) with ``gm.sampling``,
 ``gm.metrics`` (the shared Fashion-MNIST feature classifier and the Frechet distance),
 ``gm.widgets`` (live explorers; ipywidgets is imported only when one is built), and the
 most used names directly: ``gm.device``, ``gm.budget``, ``gm.settings``,
@@ -17,6 +17,7 @@ from . import (
     checkpoints,
     data,
     diffusion,
+    diffusion_elbo,
     gan,
     gan_toy,
     gaussians,
@@ -45,6 +46,7 @@ __all__ = [
     "checkpoints",
     "data",
     "diffusion",
+    "diffusion_elbo",
     "gan",
     "gan_toy",
     "gaussians",
