@@ -28,6 +28,7 @@ from torch import nn
 
 from .checks import positive_int
 from .diffusion import EpsModel, Schedule
+from .gaussians import kl_normal
 
 
 def discretized_gaussian_log_prob(
@@ -107,7 +108,8 @@ def nll_bound(
         return schedule.q_sample(x0, t, noise)
 
     a_T = float(schedule.alpha_bars[-1])
-    prior = 0.5 * ((1 - a_T) + a_T * x0**2 - 1 - math.log(1 - a_T)).sum(dims)
+    mean_T = math.sqrt(a_T) * x0.flatten(1)  # q(x_T | x0), against the prior N(0, I)
+    prior = kl_normal(mean_T, torch.full_like(mean_T, math.log(1 - a_T)))
 
     def kl_term(t: torch.Tensor) -> torch.Tensor:  # (B,): KL at code steps t >= 1
         x_t = noisy(t)
