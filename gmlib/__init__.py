@@ -6,7 +6,8 @@
 ``gm.linear_gaussian``, ``gm.gan`` with ``gm.gan_toy``, ``gm.diffusion`` with
 ``gm.unet`` and ``gm.diffusion_elbo``) with ``gm.sampling``,
 ``gm.metrics`` (the shared Fashion-MNIST feature classifier and the Frechet distance),
-``gm.widgets`` (live explorers; ipywidgets is imported only when one is built), and the
+``gm.widgets`` (live explorers; ipywidgets is imported only when one is built),
+``gm.zoo`` (the trained models of chapters 02 to 05, by name), and the
 most used names directly: ``gm.device``, ``gm.budget``, ``gm.settings``,
 ``gm.seed_everything``, ``gm.fit``, ``gm.train_or_load``.
 """
@@ -33,6 +34,7 @@ from . import (
     vae,
     viz,
     widgets,
+    zoo,
 )
 from .checkpoints import train_or_load
 from .data import load
@@ -62,6 +64,7 @@ __all__ = [
     "vae",
     "viz",
     "widgets",
+    "zoo",
     "train_or_load",
     "load",
     "budget",
