@@ -202,7 +202,7 @@ def _train_gan(pair: GANPair, images: torch.Tensor, s: dict[str, Any]):
     n_snapshots, shots = len(pair.snapshots), []
 
     def keep(step: int, generator: nn.Module) -> None:
-        if (step + 1) % s["snapshot_every"] == 0 and len(shots) < n_snapshots:
+        if step % s["snapshot_every"] == 0 and len(shots) < n_snapshots:
             with torch.no_grad():
                 x = _gan.to_unit(generator(fixed_noise.to(runtime.device())))
             shots.append((x * 255).round().byte().cpu())
