@@ -19,6 +19,7 @@ EXPECTED = [
     "03_vae",
     "04_gan",
     "05_diffusion",
+    "06_comparison",
 ]
 
 
