@@ -244,6 +244,14 @@ def ddpm_sample(
     return x
 
 
+def _ddim_times(schedule: Schedule, steps: int | None) -> list[int]:
+    """``steps`` timesteps evenly spaced from ``T - 1`` down to 0 (all T if None)."""
+    steps = schedule.T if steps is None else positive_int(steps, "steps")
+    if steps > schedule.T:
+        raise ValueError(f"steps must be at most T = {schedule.T}, got {steps}")
+    return torch.linspace(schedule.T - 1, 0, steps).round().long().tolist()
+
+
 @torch.no_grad()
 def ddim_sample(
     model: EpsModel,
@@ -267,12 +275,9 @@ def ddim_sample(
     with all steps is DDPM's ancestral update. ``clip`` as in :func:`ddpm_sample`.
     """
     _check_x(noise, "noise")
-    steps = schedule.T if steps is None else positive_int(steps, "steps")
-    if steps > schedule.T:
-        raise ValueError(f"steps must be at most T = {schedule.T}, got {steps}")
+    times = _ddim_times(schedule, steps)
     if not 0 <= eta <= 1:
         raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
-    times = torch.linspace(schedule.T - 1, 0, steps).round().long().tolist()
     x = noise
     for i, step in enumerate(times):
         _, x0 = _denoised(model, schedule, x, step, y, scale, null_class, clip)
@@ -318,10 +323,7 @@ def ddim_invert(
     ``x0``, and data other than images in [-1, 1] work too.
     """
     _check_x(x0, "x0")
-    steps = schedule.T if steps is None else positive_int(steps, "steps")
-    if steps > schedule.T:
-        raise ValueError(f"steps must be at most T = {schedule.T}, got {steps}")
-    times = torch.linspace(schedule.T - 1, 0, steps).round().long().tolist()
+    times = _ddim_times(schedule, steps)
     x, a_t = x0, 1.0  # the clean data
     for step in reversed(times):
         t = torch.full((len(x),), step, device=x.device, dtype=torch.long)
