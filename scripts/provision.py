@@ -56,6 +56,11 @@ DATA_FILES = (
 SYSTEM_DATA_DIRS = ("/usr/share/datasets/fashion-mnist",)
 DATA_APT_PACKAGE = "dataset-fashion-mnist"
 
+# gmlib.runtime.BUDGETS (tests/test_provision.py checks they agree): a mistyped
+# GMLIB_BUDGET stops `make book` before anything is installed or executed, instead of
+# failing in every notebook's setup cell.
+BUDGETS = ("smoke", "cpu", "full")
+
 # Browsers, most specific first. Ubuntu's chromium-browser is a snap launcher, which
 # Playwright cannot always drive, so it comes after Google's Chrome.
 BROWSER_NAMES = (
@@ -504,8 +509,17 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    ctx = Context()
     target = "make " + ("test" if "browser" in needs else "book")
+    budget = os.environ.get("GMLIB_BUDGET", "").strip().lower()
+    if budget and budget not in BUDGETS:
+        print(
+            f"{target} cannot start: GMLIB_BUDGET={os.environ['GMLIB_BUDGET']!r} is "
+            f"not a budget; expected one of {', '.join(BUDGETS)} "
+            "(or unset: full with a GPU, else cpu)",
+            file=sys.stderr,
+        )
+        return 2
+    ctx = Context()
     start = time.perf_counter()
     try:
         extra = provision(needs, ctx)

@@ -322,3 +322,15 @@ def test_mathjax_comes_from_the_registry_checked(machine, monkeypatch, case):
 def test_unknown_needs_are_refused():
     proc = run_script({}, "gpu", "--", "true")
     assert proc.returncode == 2 and "unknown need" in proc.stderr
+
+
+def test_a_mistyped_budget_stops_before_anything_runs(tmp_path):
+    import gmlib.runtime
+
+    assert provision.BUDGETS == gmlib.runtime.BUDGETS
+    marker = tmp_path / "ran"
+    proc = run_script({"GMLIB_BUDGET": "fast"}, "data", "--", "touch", str(marker))
+    assert proc.returncode == 2
+    assert "GMLIB_BUDGET='fast' is not a budget" in proc.stderr
+    assert "smoke, cpu, full" in proc.stderr
+    assert not marker.exists()
