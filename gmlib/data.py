@@ -8,22 +8,33 @@ this order:
    the four IDX files, plain or ``.gz``;
 2. the cache, ``$GMLIB_CACHE`` or ``~/.cache/gmlib``, as ``<name>/raw/``;
 3. a system folder such as Debian's package ``dataset-fashion-mnist``
-   (``/usr/share/datasets/fashion-mnist``), decompressed into the cache;
+   (``/usr/share/datasets/fashion-mnist``), decompressed into the cache; when the cache
+   cannot be written, the folder is read directly (with a warning);
 4. the download from the dataset's publisher, each file checked against its MD5
    checksum.
 
-The IDX files are parsed by torchvision's own reader. ``"digits"`` is scikit-learn's
-bundled 8x8 digits (no network, ever), scaled to 0..255; it suits tiny tests.
+Every file read, from any source, must have the IDX header, size and (where the
+dataset's spec publishes one) SHA-256 of the decompressed file that the dataset has; a
+copy that does not is passed over for the next source, and the reason is listed if
+all fail. The IDX files are parsed by torchvision's own reader.
+
+``"digits"`` is scikit-learn's bundled 8x8 digits (no network, ever), scaled to
+0..255; it suits tiny tests.
 Taught in ``notebooks/00_introduction.ipynb``, section "A first look at Fashion-MNIST".
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
+import math
+import numbers
 import os
 import shutil
+import struct
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +60,9 @@ class IdxSpec:
     sizes: dict[str, int] = field(
         default_factory=lambda: {"train": 60000, "test": 10000}
     )
+    # decompressed IDX file (FILES' names) -> SHA-256 of its content; None: the
+    # header and size are checked, not the content
+    idx_sha256: dict[str, str] | None = None
 
 
 def _torchvision_resources(cls_name: str) -> tuple[tuple[str, ...], dict[str, str]]:
@@ -61,6 +75,23 @@ def _torchvision_resources(cls_name: str) -> tuple[tuple[str, ...], dict[str, st
 
 _FASHION_MIRRORS, _FASHION_MD5 = _torchvision_resources("FashionMNIST")
 _MNIST_MIRRORS, _MNIST_MD5 = _torchvision_resources("MNIST")
+
+# SHA-256 of the decompressed files. They hold the same bytes in the upstream .gz files
+# and in Debian's (recompressed) ones, so one checksum serves every source.
+_FASHION_SHA256 = {
+    "train-images-idx3-ubyte": (
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"
+    ),
+    "train-labels-idx1-ubyte": (
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"
+    ),
+    "t10k-images-idx3-ubyte": (
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"
+    ),
+    "t10k-labels-idx1-ubyte": (
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
+    ),
+}
 
 DATASETS: dict[str, IdxSpec | None] = {
     "fashion-mnist": IdxSpec(
@@ -81,6 +112,7 @@ DATASETS: dict[str, IdxSpec | None] = {
         apt_package="dataset-fashion-mnist",
         mirrors=_FASHION_MIRRORS,
         gz_md5=_FASHION_MD5,
+        idx_sha256=_FASHION_SHA256,
     ),
     "mnist": IdxSpec(
         torchvision_name="MNIST",
@@ -89,6 +121,7 @@ DATASETS: dict[str, IdxSpec | None] = {
         apt_package=None,
         mirrors=_MNIST_MIRRORS,
         gz_md5=_MNIST_MD5,
+        idx_sha256=None,  # no local copy to take them from: header and size only
     ),
     "digits": None,  # scikit-learn's bundled 8x8 digits
 }
@@ -132,20 +165,35 @@ def load(name: str, *, split: str = "train", limit: int | None = None) -> ImageD
     """Load a dataset split as uint8 images ``(N, C, H, W)`` and int64 labels.
 
     ``name`` is one of ``"fashion-mnist"``, ``"mnist"``, ``"digits"``; ``split`` is
-    ``"train"`` or ``"test"``; ``limit`` keeps the first ``limit`` examples.
+    ``"train"`` or ``"test"``; ``limit`` keeps the first ``limit`` examples (the
+    whole split when it has fewer).
     """
-    key = str(name).lower().replace("_", "-")
+    names = ", ".join(map(repr, DATASETS))
+    if not isinstance(name, str):
+        raise TypeError(
+            f"name must be a str, one of {names}; got {name!r} ({type(name).__name__})"
+        )
+    key = name.lower().replace("_", "-")
     if key not in DATASETS:
-        raise ValueError(
-            f"unknown dataset {name!r}; "
-            f"expected one of {', '.join(map(repr, DATASETS))}"
+        raise ValueError(f"unknown dataset {name!r}; expected one of {names}")
+    if not isinstance(split, str):
+        raise TypeError(
+            f"split must be a str, one of {', '.join(map(repr, SPLITS))}; got "
+            f"{split!r} ({type(split).__name__})"
         )
     if split not in SPLITS:
         raise ValueError(
             f"unknown split {split!r}; expected one of {', '.join(map(repr, SPLITS))}"
         )
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be a positive int or None, got {limit!r}")
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, numbers.Integral):
+            raise TypeError(
+                f"limit must be a positive int or None, got {limit!r} "
+                f"({type(limit).__name__})"
+            )
+        limit = int(limit)
+        if limit < 1:
+            raise ValueError(f"limit must be a positive int or None, got {limit}")
     spec = DATASETS[key]
     data = _load_digits(split) if spec is None else _load_idx(key, spec, split)
     if limit is not None:
@@ -184,7 +232,11 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
 def _read_idx_pair(
     folder: Path, split: str, spec: IdxSpec
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Parse a split's image and label files with torchvision's IDX reader."""
+    """Parse a split's image and label files with torchvision's IDX reader.
+
+    Each file is checked first (:func:`_check_idx`); a ``.gz`` file is decompressed
+    into a temporary folder, and checked there.
+    """
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
     paths = []
@@ -195,11 +247,14 @@ def _read_idx_pair(
         paths.append(path)
     with tempfile.TemporaryDirectory() as tmp:
         plain = []
-        for path in paths:  # torchvision's reader wants plain files
-            if path.suffix == ".gz":
-                _gunzip(path, Path(tmp) / path.stem)
-                path = Path(tmp) / path.stem
-            plain.append(str(path))
+        for stem, path in zip(FILES[split], paths):
+            target = path
+            if path.suffix == ".gz":  # torchvision's reader wants plain files
+                target = Path(tmp) / stem
+                with gzip.open(path, "rb") as fin, open(target, "wb") as fout:
+                    shutil.copyfileobj(fin, fout, length=1 << 20)
+            _check_idx(target, stem, spec, shown=path)
+            plain.append(str(target))
         images = read_image_file(plain[0])[:, None]  # (N, 1, 28, 28) uint8
         labels = read_label_file(plain[1]).long()  # (N,)
     expected = spec.sizes[split]
@@ -208,18 +263,72 @@ def _read_idx_pair(
             f"{folder}: expected {expected} {split} examples, found "
             f"{len(images)} images and {len(labels)} labels"
         )
+    top = int(labels.max()) if len(labels) else 0  # the file's labels are uint8
+    if top >= len(spec.classes):
+        raise ValueError(
+            f"{paths[1]}: labels must lie in 0..{len(spec.classes) - 1}, found {top}"
+        )
     return images, labels
 
 
-def _gunzip(src: Path, dst: Path) -> None:
-    """Decompress ``src`` to ``dst`` atomically.
+_IDX_LAYOUT = {  # kind -> (magic number, number of dimensions)
+    "images": (0x0803, 3),
+    "labels": (0x0801, 1),
+}
+
+
+def _check_idx(path: Path, stem: str, spec: IdxSpec, shown: Path | None = None) -> None:
+    """Raise ValueError unless the plain IDX file ``path`` is the dataset's ``stem``.
+
+    Checked: the magic number, the number of examples (``spec.sizes``), the file size
+    the header implies (a truncated or padded file fails), and, when ``spec`` has
+    one, the SHA-256 of the whole file (a corrupted byte fails). ``shown`` is the name
+    the message gives (the ``.gz`` file a temporary ``path`` came from).
+    """
+    shown = shown or path
+    split = next(s for s, stems in FILES.items() if stem in stems)
+    magic, ndim = _IDX_LAYOUT["images" if "-images-" in stem else "labels"]
+    with open(path, "rb") as f:
+        header = f.read(4 * (ndim + 1))
+    if len(header) < 4 * (ndim + 1):
+        raise ValueError(f"{shown}: truncated IDX header ({len(header)} bytes)")
+    found_magic, *dims = struct.unpack(f">{ndim + 1}I", header)
+    if found_magic != magic:
+        raise ValueError(
+            f"{shown}: not an IDX {stem} file (magic number {found_magic:#010x}, "
+            f"expected {magic:#010x})"
+        )
+    if dims[0] != spec.sizes[split]:
+        raise ValueError(
+            f"{shown}: expected {spec.sizes[split]} examples, the header says {dims[0]}"
+        )
+    size = path.stat().st_size
+    expected_size = len(header) + math.prod(dims)  # one byte per entry
+    if size != expected_size:
+        raise ValueError(
+            f"{shown}: {size} bytes, expected {expected_size} "
+            f"({'truncated' if size < expected_size else 'extra bytes'})"
+        )
+    published = (spec.idx_sha256 or {}).get(stem)
+    if published is not None:
+        digest = _digest(path, "sha256")
+        if digest != published:
+            raise ValueError(
+                f"{shown}: SHA-256 checksum mismatch (a corrupted copy): content "
+                f"hashes to {digest[:16]}..., the dataset's is {published[:16]}..."
+            )
+
+
+def _install_copy(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` atomically, decompressing it if it ends in ``.gz``.
 
     The data goes to a temp file in the same folder, which is then renamed.
     """
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
+    opener = gzip.open if src.suffix == ".gz" else open
     try:
-        with gzip.open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+        with opener(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
             shutil.copyfileobj(fin, fout, length=1 << 20)
         publish(tmp, dst)
     except BaseException:
@@ -238,8 +347,8 @@ def publish(tmp: str | Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
+def _digest(path: Path, algorithm: str = "md5") -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
@@ -247,13 +356,21 @@ def _md5(path: Path) -> str:
 
 
 def _download(spec: IdxSpec, raw: Path) -> None:
-    """Fetch the four .gz files from the first mirror that answers; check each MD5."""
+    """Fetch the four .gz files from the first mirror that answers; check each MD5.
+
+    A file already in ``raw`` is kept only if it passes :func:`_check_idx`.
+    """
     from torchvision.datasets.utils import download_url
 
     for gz_name, md5 in spec.gz_md5.items():
         stem = gz_name.removesuffix(".gz")
         if (raw / stem).is_file():
-            continue
+            try:
+                _check_idx(raw / stem, stem, spec)
+            except ValueError:
+                pass  # a corrupted copy: the download replaces it
+            else:
+                continue
         errors = []
         for mirror in spec.mirrors:
             try:
@@ -263,15 +380,42 @@ def _download(spec: IdxSpec, raw: Path) -> None:
                 (raw / gz_name).unlink(missing_ok=True)
                 continue
             # download_url checks too; never trust a partial file
-            if _md5(raw / gz_name) != md5:
+            if _digest(raw / gz_name) != md5:
                 (raw / gz_name).unlink(missing_ok=True)
                 errors.append(f"{mirror + gz_name}: MD5 checksum mismatch")
                 continue
-            _gunzip(raw / gz_name, raw / stem)
+            _install_copy(raw / gz_name, raw / stem)
             (raw / gz_name).unlink()
             break
         else:
             raise OSError("; ".join(errors))
+
+
+# errno values that say a folder cannot take a new file (read-only, full, over quota,
+# no permission, a path through a regular file)
+_UNWRITABLE = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    getattr(errno, "EDQUOT", errno.ENOSPC),
+    errno.ENOTDIR,
+    errno.EEXIST,
+    errno.EISDIR,
+}
+_warned_unwritable: set[str] = set()  # caches already warned about, once per process
+
+
+def _warn_cache_unwritable(raw: Path, exc: OSError) -> None:
+    if str(raw) in _warned_unwritable:
+        return
+    _warned_unwritable.add(str(raw))
+    warnings.warn(
+        f"the data cache {raw} cannot be written ({exc}); the system folder is read "
+        "directly, and decompressed again on every load. To fix it, set GMLIB_CACHE "
+        "to a writable folder with a few hundred MB free.",
+        stacklevel=4,
+    )
 
 
 def _load_idx(key: str, spec: IdxSpec, split: str) -> ImageData:
@@ -311,16 +455,28 @@ def _load_idx(key: str, spec: IdxSpec, split: str) -> ImageData:
         if not folder.is_dir():
             tried.append(f"system folder {folder}: not present")
             continue
+        stems = (*FILES["train"], *FILES["test"])
+        missing = [stem for stem in stems if _find_idx(folder, stem) is None]
+        if missing:
+            tried.append(
+                f"system folder {folder}: {folder / missing[0]}[.gz] is missing"
+            )
+            continue
         try:
-            for stem in (*FILES["train"], *FILES["test"]):
-                src = _find_idx(folder, stem)
-                if src is None:
-                    raise FileNotFoundError(f"{folder / stem}[.gz] is missing")
-                if src.suffix == ".gz":
-                    _gunzip(src, raw / stem)
-                else:
-                    shutil.copyfile(src, raw / stem)
-        except Exception as exc:
+            for stem in stems:
+                _install_copy(_find_idx(folder, stem), raw / stem)
+        except OSError as exc:
+            if exc.errno not in _UNWRITABLE:
+                tried.append(f"system folder {folder}: {exc}")
+                continue
+            # the cache cannot take the files: read them where they are
+            tried.append(f"cache ({raw}): cannot be written: {exc}")
+            found = attempt(folder, "system folder, read directly")
+            if found:
+                _warn_cache_unwritable(raw, exc)
+                return found
+            continue
+        except Exception as exc:  # e.g. EOFError from a truncated .gz
             tried.append(f"system folder {folder}: {exc}")
             continue
         found = attempt(raw, f"cache (copied from {folder})")
@@ -359,6 +515,17 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
     Anything else is refused with a clear error.
     """
+    if not isinstance(images, torch.Tensor):
+        kind = f"{type(images).__module__}.{type(images).__qualname__}"
+        raise TypeError(
+            "expected a torch.Tensor of uint8 images (values 0..255), got "
+            f"{kind.removeprefix('builtins.')}"
+            + (
+                " (convert it with torch.from_numpy)"
+                if hasattr(images, "dtype")
+                else ""
+            )
+        )
     if images.dtype != torch.uint8:
         raise TypeError(
             f"expected uint8 images (values 0..255), got dtype {images.dtype}"
