@@ -256,9 +256,14 @@ def _try_load(
         model.load_state_dict(state)
         return History.from_dict(payload["history"])
     except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        if "Unsupported global" in str(exc):  # weights_only refused an object
+            reason = (
+                "it holds Python objects besides tensors and plain data, which "
+                "unpickling could run as code; checkpoints load with weights_only=True"
+            )
         warnings.warn(
-            f"checkpoint {path} is unusable ({type(exc).__name__}: {exc}); retraining",
-            stacklevel=3,
+            f"checkpoint {path} is unusable ({reason}); retraining", stacklevel=3
         )
         return None
 

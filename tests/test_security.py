@@ -60,7 +60,9 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_retrained(tmp_path):
         trained.append(True)
         return gm.History()
 
-    with pytest.warns(UserWarning, match="(?s)unusable.*retraining"):
+    with pytest.warns(
+        UserWarning, match="unusable.*could run as code.*weights_only=True.*retraining"
+    ):
         model, _ = gm.train_or_load(
             "victim",
             settings,
