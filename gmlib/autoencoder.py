@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import describe, image_shape, positive_int, positive_ints
+
 LOSSES = ("mse", "bce")
 
 
@@ -44,6 +46,20 @@ class _Autoencoder(nn.Module):
                 f"(B, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}"
             )
 
+    def _param_dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def _check_code(self, z: torch.Tensor) -> torch.Tensor:
+        """``z`` as ``(B, latent_dim)`` in the parameters' dtype, or a
+        TypeError/ValueError."""
+        if not isinstance(z, torch.Tensor) or not z.is_floating_point():
+            raise TypeError(f"expected a float tensor of codes, got {describe(z)}")
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(
+                f"expected codes of shape (B, {self.latent_dim}), got {tuple(z.shape)}"
+            )
+        return z.to(self._param_dtype())
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """x_hat = g(z): pixel values in [0, 1] (a sigmoid of the logits) for the image
         models."""
@@ -59,9 +75,10 @@ class _FlatAutoencoder(_Autoencoder):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
-        return self.encoder(x.flatten(1))  # (B, latent_dim)
+        return self.encoder(x.flatten(1).to(self._param_dtype()))  # (B, latent_dim)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        z = self._check_code(z)
         return self.decoder(z).unflatten(1, self.image_shape)  # (B, C, H, W)
 
 
@@ -79,9 +96,9 @@ class LinearAutoencoder(_FlatAutoencoder):
         self, *, image_shape: tuple[int, int, int] = (1, 28, 28), latent_dim: int = 2
     ):
         super().__init__()
-        self.image_shape = tuple(image_shape)
+        self.image_shape = _image_shape(image_shape)
         dim = math.prod(self.image_shape)
-        if not 1 <= latent_dim <= dim:
+        if positive_int(latent_dim, "latent_dim") > dim:
             raise ValueError(f"latent_dim must be in 1..{dim}, got {latent_dim}")
         self.latent_dim = latent_dim
         self.encoder = nn.Linear(dim, latent_dim)
@@ -103,11 +120,16 @@ class MLPAutoencoder(_FlatAutoencoder):
         latent_dim: int = 16,
     ):
         super().__init__()
-        self.image_shape = tuple(image_shape)
-        self.latent_dim = latent_dim
+        self.image_shape = _image_shape(image_shape)
+        self.latent_dim = positive_int(latent_dim, "latent_dim")
+        hidden_dims = positive_ints(hidden_dims, "hidden_dims")
         dims = [math.prod(self.image_shape), *hidden_dims, latent_dim]  # D -> ... -> k
         self.encoder = _mlp(dims)
         self.decoder = _mlp(dims[::-1])  # k -> ... -> D
+
+
+def _image_shape(value) -> tuple[int, int, int]:
+    return image_shape(value, "image_shape")
 
 
 def _mlp(dims: list[int]) -> nn.Sequential:
@@ -135,8 +157,11 @@ class ConvAutoencoder(_Autoencoder):
         latent_dim: int = 16,
     ):
         super().__init__()
-        self.image_shape = tuple(image_shape)
-        self.latent_dim = latent_dim
+        self.image_shape = _image_shape(image_shape)
+        self.latent_dim = positive_int(latent_dim, "latent_dim")
+        channels = positive_ints(channels, "channels")
+        if not channels:
+            raise ValueError("channels must name at least one stage, got ()")
         c, h, w = self.image_shape
         factor = 2 ** len(channels)
         if h % factor or w % factor:
@@ -167,10 +192,10 @@ class ConvAutoencoder(_Autoencoder):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
-        return self.encoder(x)  # (B, latent_dim)
+        return self.encoder(x.to(self._param_dtype()))  # (B, latent_dim)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)  # (B, C, H, W)
+        return self.decoder(self._check_code(z))  # (B, C, H, W)
 
 
 def reconstruction_loss(
@@ -182,9 +207,20 @@ def reconstruction_loss(
     (1 - x_j) \log(1 - \hat{x}_j)$, computed from the logits for numerical stability.
     Taught in ``notebooks/01_autoencoders.ipynb``, "The autoencoder idea".
     """
+    if not isinstance(model, _Autoencoder):
+        raise TypeError(
+            "model must be an autoencoder of gm.autoencoder, got "
+            f"{type(model).__name__}"
+        )
     if kind not in LOSSES:
         raise ValueError(
             f"unknown loss {kind!r}; expected one of {', '.join(map(repr, LOSSES))}"
+        )
+    model._check(x)
+    if len(x) == 0:
+        raise ValueError(
+            "the loss is a mean over the batch: expected at least one image, got "
+            f"{tuple(x.shape)}"
         )
     logits = model.decode_logits(model.encode(x)).float()  # (B, C, H, W)
     if kind == "bce":

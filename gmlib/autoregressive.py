@@ -23,22 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import describe, is_integer_tensor, positive_int
+
 
 def _positive_int(name: str, value, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
+    """:func:`gmlib.checks.positive_int` with the arguments of ``gmlib.sampling``."""
+    return positive_int(value, name, minimum=minimum)
 
 
-def _odd_size(name: str, value) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < 1
-        or not value % 2
-    ):
-        raise ValueError(f"{name} must be an odd positive int, got {value!r}")
-    return value
+_describe = describe  # the name ``gmlib.sampling`` imports
 
 
 # --- levels ---------------------------------------------------------------------------
@@ -51,7 +44,7 @@ def quantize(images: torch.Tensor, levels: int) -> torch.Tensor:
     binarizes at 128. Floats in [0, 1] (as ``gm.fit`` passes them) are read as
     ``round(255 x)`` first, so both forms of an image give the same levels.
     """
-    levels = _positive_int("levels", levels, minimum=2)
+    levels = _levels(levels)
     if levels > 256:
         raise ValueError(f"8-bit images have at most 256 levels, got levels={levels}")
     if not isinstance(images, torch.Tensor):
@@ -74,26 +67,36 @@ def quantize(images: torch.Tensor, levels: int) -> torch.Tensor:
 
 def dequantize(x: torch.Tensor, levels: int) -> torch.Tensor:
     """Levels back to floats in [0, 1] for display: ``x / (levels - 1)``."""
-    levels = _positive_int("levels", levels, minimum=2)
-    if (
-        not isinstance(x, torch.Tensor)
-        or x.is_floating_point()
-        or x.dtype == torch.bool
-    ):
-        raise TypeError(f"expected an integer tensor of levels, got {_describe(x)}")
+    levels = _levels(levels)
+    if not is_integer_tensor(x):
+        raise TypeError(f"expected an integer tensor of levels, got {describe(x)}")
+    _check_range(x, levels)
     return x.float() / (levels - 1)
 
 
 def embed_levels(x: torch.Tensor, levels: int) -> torch.Tensor:
     """The float every model reads for level ``x``: ``2 x / (levels - 1) - 1`` in
-    [-1, 1]."""
+    [-1, 1]. (Values are not checked here: :meth:`AutoregressiveModel.check_levels`
+    does that once per batch.)"""
+    levels = _levels(levels)
+    if not is_integer_tensor(x):
+        raise TypeError(f"expected an integer tensor of levels, got {describe(x)}")
     return x.float() * (2 / (levels - 1)) - 1
 
 
-def _describe(x) -> str:
-    if isinstance(x, torch.Tensor):
-        return f"dtype {x.dtype}, shape {tuple(x.shape)}"
-    return type(x).__name__
+def _levels(levels) -> int:
+    return positive_int(levels, "levels", minimum=2)
+
+
+def _check_range(x: torch.Tensor, levels: int) -> None:
+    """Every value of ``x`` in ``0..levels-1`` (reads the values)."""
+    if x.numel():
+        lo, hi = int(x.min()), int(x.max())
+        if lo < 0 or hi >= levels:
+            raise ValueError(
+                f"levels must be in 0..{levels - 1}, got values in {lo}..{hi}; "
+                f"quantize images with gm.pixelcnn.quantize(images, {levels})"
+            )
 
 
 # --- the shared base ------------------------------------------------------------------
@@ -122,23 +125,23 @@ class AutoregressiveModel(nn.Module):
         """``x`` as int64 levels ``(B, 1, H, W)``, or a ValueError/TypeError saying
         what is wrong."""
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"expected a torch.Tensor of levels, got {_describe(x)}")
-        if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+            raise TypeError(f"expected a torch.Tensor of levels, got {describe(x)}")
+        if not is_integer_tensor(x):
             raise TypeError(
                 f"expected integer pixel levels 0..{self.levels - 1}, got dtype "
                 f"{x.dtype}; convert images with gm.pixelcnn.quantize(images, "
                 f"{self.levels})"
             )
-        if x.ndim != 4 or x.shape[1] != 1 or 0 in x.shape:
+        if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(
                 f"expected levels of shape (B, 1, H, W), got {tuple(x.shape)}"
             )
-        lo, hi = int(x.min()), int(x.max())
-        if lo < 0 or hi >= self.levels:
+        if 0 in x.shape:
             raise ValueError(
-                f"levels must be in 0..{self.levels - 1}, got values in {lo}..{hi}; "
-                f"quantize images with gm.pixelcnn.quantize(images, {self.levels})"
+                "expected levels of shape (B, 1, H, W) with B, H, W >= 1, got "
+                f"{tuple(x.shape)}"
             )
+        _check_range(x, self.levels)
         return x.long()
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -158,10 +161,8 @@ class AutoregressiveModel(nn.Module):
                 f"this model is class-conditional: pass labels y in "
                 f"0..{self.num_classes - 1}"
             )
-        if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.ndim != 1:
-            raise TypeError(
-                f"expected integer labels of shape (B,), got {_describe(y)}"
-            )
+        if not is_integer_tensor(y) or y.ndim != 1:
+            raise TypeError(f"expected integer labels of shape (B,), got {describe(y)}")
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
             raise ValueError(
                 f"unknown class label: labels must be in 0..{self.num_classes - 1}, "
@@ -175,13 +176,17 @@ class AutoregressiveModel(nn.Module):
         """Logits ``(B, levels, H, W)`` from the embedded image ``e`` ``(B, 1, H, W)``
         (differentiable in ``e``)."""
         if not isinstance(e, torch.Tensor) or not e.is_floating_point():
-            raise TypeError(f"expected the float embedded image, got {_describe(e)}")
+            raise TypeError(f"expected the float embedded image, got {describe(e)}")
         if e.ndim != 4 or e.shape[1] != 1:
             raise ValueError(f"expected (B, 1, H, W), got {tuple(e.shape)}")
         bias = self.class_bias(y)
         if bias is not None and len(bias) != len(e):
             raise ValueError(f"got {len(y)} labels for {len(e)} images")
-        return self._logits(e, bias)
+        return self._logits(e.to(self.param_dtype()), bias)
+
+    def param_dtype(self) -> torch.dtype:
+        """The parameters' float dtype: inputs of another precision are cast to it."""
+        return next(self.parameters()).dtype
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         r"""Logits ``(B, levels, H, W)``: at ``(i, j)`` those of $p(x_{ij} \mid$ the
@@ -192,7 +197,8 @@ class AutoregressiveModel(nn.Module):
         r"""$\log p(x)$ in nats per image, ``(B,)``: the sum of the pixels' log
         conditionals."""
         x = self.check_levels(x)
-        logits = self.forward_embedded(embed_levels(x, self.levels), y).float()
+        logits = self.forward_embedded(embed_levels(x, self.levels), y)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         return -F.cross_entropy(logits, x[:, 0], reduction="none").sum((1, 2))
 
     def sampling_session(self, y: torch.Tensor | None):
@@ -207,12 +213,28 @@ def nll(
     model: AutoregressiveModel, x: torch.Tensor, y: torch.Tensor | None = None
 ) -> torch.Tensor:
     r"""$-\log p(x)$ in nats per image, averaged over the batch (differentiable)."""
+    _check_model(model)
     return -model.log_prob(x, y).mean()
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, AutoregressiveModel):
+        raise TypeError(
+            "model must be an autoregressive model (gm.pixelcnn.PixelCNN, "
+            f"GatedPixelCNN or gm.pixelrnn.PixelRNN), got {type(model).__name__}"
+        )
 
 
 def bits_per_dim(nats_per_image, num_dims: int):
     r"""Nats per image to bits per dimension: $\text{nats} / (D \ln 2)$."""
-    return nats_per_image / (_positive_int("num_dims", num_dims) * math.log(2))
+    if isinstance(nats_per_image, bool) or not isinstance(
+        nats_per_image, (int, float, torch.Tensor)
+    ):
+        raise TypeError(
+            "nats_per_image must be a number or a tensor, got "
+            f"{describe(nats_per_image)}"
+        )
+    return nats_per_image / (positive_int(num_dims, "num_dims") * math.log(2))
 
 
 @torch.no_grad()
@@ -225,8 +247,14 @@ def model_bits_per_dim(
 ) -> float:
     """The model's mean bits/dim on levels ``x`` (e.g. a test set), in batches, no
     grad."""
-    batch_size = _positive_int("batch_size", batch_size)
+    _check_model(model)
+    batch_size = positive_int(batch_size, "batch_size")
     x = model.check_levels(x)
+    if y is not None:
+        if not is_integer_tensor(y) or y.ndim != 1:
+            raise TypeError(f"expected integer labels of shape (B,), got {describe(y)}")
+        if len(y) != len(x):
+            raise ValueError(f"got {len(y)} labels for {len(x)} images")
     dev = next(model.parameters()).device
     total = 0.0
     for s in range(0, len(x), batch_size):
@@ -243,9 +271,14 @@ def pixelcnn_loss(levels: int | None = None):
     model's ``levels``); with ``labels=`` given to ``fit`` the labels are passed on.
     """
     if levels is not None:
-        levels = _positive_int("levels", levels, minimum=2)
+        levels = _levels(levels)
+        if levels > 256:
+            raise ValueError(
+                f"8-bit images have at most 256 levels, got levels={levels}"
+            )
 
     def loss_fn(model, x, y=None):
+        _check_model(model)
         if levels is not None and model.levels != levels:
             raise ValueError(
                 f"the loss is for {levels} levels, the model has {model.levels}"

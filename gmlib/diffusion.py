@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .checks import positive_int
+from .checks import describe, finite_number, float_tensor, labels, positive_int
 
 EpsModel = Callable[..., torch.Tensor]  # eps_model(x_t, t) or eps_model(x_t, t, y)
 
@@ -29,7 +29,13 @@ class Schedule:
     """The noise schedule: ``betas`` ``(T,)`` and what follows from them, in float64."""
 
     def __init__(self, betas: torch.Tensor):
-        betas = torch.as_tensor(betas, dtype=torch.float64)
+        try:
+            betas = torch.as_tensor(betas, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                "betas must be a 1-D tensor of numbers in (0, 1), got "
+                f"{describe(betas)}"
+            ) from None
         if betas.ndim != 1 or len(betas) < 1:
             raise ValueError(f"betas must be a non-empty 1-D tensor, got {betas.shape}")
         if not bool(((betas > 0) & (betas < 1)).all()):
@@ -48,6 +54,8 @@ class Schedule:
         ``beta_end``, scaled by 1000 / T so that a shorter chain destroys the data about
         as much as T = 1000 (so T must exceed 1000 * beta_end = 20 by default)."""
         T = positive_int(T, "T")
+        beta_start = finite_number(beta_start, "beta_start", minimum=0, strict=True)
+        beta_end = finite_number(beta_end, "beta_end", minimum=0, strict=True)
         scale = 1000 / T
         return cls(
             torch.linspace(scale * beta_start, scale * beta_end, T, dtype=torch.float64)
@@ -59,6 +67,7 @@ class Schedule:
         $\cos^2\bigl(\frac{t/T + s}{1 + s} \frac{\pi}{2}\bigr)$; betas clipped at
         0.999."""
         T = positive_int(T, "T")
+        s = finite_number(s, "s", minimum=0)
         steps = torch.arange(T + 1, dtype=torch.float64) / T
         f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
         betas = (1 - f[1:] / f[:-1]).clamp(1e-8, 0.999)
@@ -91,7 +100,7 @@ class Schedule:
         r"""$x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon$."""
         _check_x(x0, "x0")
         t = self.check_t(t, len(x0))
-        noise = torch.randn_like(x0) if noise is None else noise
+        noise = torch.randn_like(x0) if noise is None else float_tensor(noise, "noise")
         if noise.shape != x0.shape:
             raise ValueError(f"noise {tuple(noise.shape)} must match x0 {x0.shape}")
         a = self._at(self.alpha_bars, t, x0)
@@ -102,7 +111,9 @@ class Schedule:
         \epsilon$."""
         _check_x(x_prev, "x_prev")
         t = self.check_t(t, len(x_prev))
-        noise = torch.randn_like(x_prev) if noise is None else noise
+        noise = (
+            torch.randn_like(x_prev) if noise is None else float_tensor(noise, "noise")
+        )
         if noise.shape != x_prev.shape:
             raise ValueError(
                 f"noise {tuple(noise.shape)} must match x_prev {x_prev.shape}"
@@ -117,6 +128,7 @@ class Schedule:
         $\tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t} \beta_t$
         (with $\bar\alpha_{-1} = 1$: at ``t = 0`` the mean is $x_0$, the variance 0)."""
         _check_x(x_t, "x_t")
+        float_tensor(x0, "x0")
         if x0.shape != x_t.shape:
             raise ValueError(f"x0 {tuple(x0.shape)} must match x_t {tuple(x_t.shape)}")
         t = self.check_t(t, len(x_t))
@@ -133,6 +145,12 @@ class Schedule:
         r"""The clean image implied by a noise prediction:
         $\hat x_0 = (x_t - \sqrt{1 - \bar\alpha_t}\, \epsilon) / \sqrt{\bar\alpha_t}$.
         """
+        _check_x(x_t, "x_t")
+        float_tensor(eps, "eps")
+        if eps.shape != x_t.shape:
+            raise ValueError(
+                f"eps {tuple(eps.shape)} must match x_t {tuple(x_t.shape)}"
+            )
         a = self._at(self.alpha_bars, self.check_t(t, len(x_t)), x_t)
         return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
 
@@ -142,6 +160,32 @@ def _check_x(x, name: str) -> None:
         raise TypeError(f"{name} must be a float tensor, got {x!r:.60}")
     if x.ndim < 2 or len(x) == 0:
         raise ValueError(f"{name} must be (B, ...) with B >= 1, got {tuple(x.shape)}")
+
+
+def _check_schedule(schedule) -> None:
+    if not isinstance(schedule, Schedule):
+        raise TypeError(
+            "schedule must be a gm.diffusion.Schedule (e.g. Schedule.cosine(T)), got "
+            f"{type(schedule).__name__}"
+        )
+
+
+def _check_guidance(model, y, batch: int, scale, null_class, *, values: bool):
+    """Labels ``y`` ``(batch,)``, the guidance ``scale`` and ``null_class``. With
+    ``values``, and a model that says its ``num_classes`` (the U-Net), the labels'
+    values too: ``0..num_classes``, the last being the null class."""
+    if y is None:
+        return
+    num_classes = getattr(model, "num_classes", None)
+    known = isinstance(num_classes, int) and not isinstance(num_classes, bool)
+    labels(y, batch=batch, num_classes=num_classes + 1 if known and values else None)
+    finite_number(scale, "scale")
+    if null_class is not None:
+        positive_int(null_class, "null_class", minimum=0)
+        if known and null_class > num_classes:
+            raise ValueError(
+                f"null_class must be in 0..{num_classes}, got {null_class}"
+            )
 
 
 def loss(
@@ -161,6 +205,12 @@ def loss(
     is replaced by ``null_class`` (classifier-free guidance's unconditional model).
     """
     _check_x(x, "x")
+    _check_schedule(schedule)
+    finite_number(p_uncond, "p_uncond", minimum=0, maximum=1)
+    if y is not None:
+        labels(y, batch=len(x))  # the values are the model's to read, per step
+        if null_class is not None:
+            positive_int(null_class, "null_class", minimum=0)
     x0 = x * 2 - 1
     t = torch.randint(schedule.T, (len(x0),), device=x0.device)
     noise = torch.randn_like(x0)
@@ -192,6 +242,8 @@ def guided_eps(
     conditional one, above 1 pushes towards the class (Ho and Salimans, 2022)."""
     if y is None:
         return model(x_t, t)
+    labels(y, batch=len(x_t))
+    finite_number(scale, "scale")
     if null_class is None:
         raise ValueError(
             "guidance needs the null_class index of the unconditional model"
@@ -230,6 +282,8 @@ def ddpm_sample(
     ``clip`` (each $\hat x_0$ is clipped to the data's range; ``clip=False`` for data
     that are not images)."""
     _check_x(noise, "noise")
+    _check_schedule(schedule)
+    _check_guidance(model, y, len(noise), scale, null_class, values=True)
     x = noise
     for step in reversed(range(schedule.T)):
         t, x0 = _denoised(model, schedule, x, step, y, scale, null_class, clip)
@@ -275,9 +329,10 @@ def ddim_sample(
     with all steps is DDPM's ancestral update. ``clip`` as in :func:`ddpm_sample`.
     """
     _check_x(noise, "noise")
+    _check_schedule(schedule)
+    _check_guidance(model, y, len(noise), scale, null_class, values=True)
     times = _ddim_times(schedule, steps)
-    if not 0 <= eta <= 1:
-        raise ValueError(f"eta must lie in [0, 1], got {eta!r}")
+    finite_number(eta, "eta", minimum=0, maximum=1)
     x = noise
     for i, step in enumerate(times):
         _, x0 = _denoised(model, schedule, x, step, y, scale, null_class, clip)
@@ -323,6 +378,8 @@ def ddim_invert(
     ``x0``, and data other than images in [-1, 1] work too.
     """
     _check_x(x0, "x0")
+    _check_schedule(schedule)
+    _check_guidance(model, y, len(x0), scale, null_class, values=True)
     times = _ddim_times(schedule, steps)
     x, a_t = x0, 1.0  # the clean data
     for step in reversed(times):

@@ -26,7 +26,15 @@ import math
 import torch
 from torch import nn
 
-from .checks import positive_int
+from .checks import (
+    describe,
+    finite_number,
+    float_tensor,
+    is_integer_tensor,
+    labels,
+    positive_int,
+    within,
+)
 from .diffusion import EpsModel, Schedule
 from .gaussians import kl_normal
 
@@ -37,6 +45,20 @@ def discretized_gaussian_log_prob(
     """Elementwise $\\log P(\\text{bin of } x)$ under $\\mathcal{N}(\\text{mean},
     \\text{std}^2)$ for ``x`` on the 256 levels of $[-1, 1]$ (``2 k / 255 - 1``); the
     first and the last bin extend to infinity. Computed in float64."""
+    within(float_tensor(x, "x"), "x", -1, 1)
+    float_tensor(mean, "mean")
+    if isinstance(std, torch.Tensor):
+        if not bool((float_tensor(std, "std") > 0).all() and std.isfinite().all()):
+            raise ValueError("std must be finite and > 0 everywhere")
+    else:
+        finite_number(std, "std", minimum=0, strict=True)
+    try:
+        torch.broadcast_shapes(x.shape, mean.shape, torch.as_tensor(std).shape)
+    except RuntimeError:
+        raise ValueError(
+            f"x {tuple(x.shape)}, mean {tuple(mean.shape)} and std must broadcast "
+            "together"
+        ) from None
     x, mean = x.double(), mean.double()
     std = torch.as_tensor(std, dtype=torch.float64, device=x.device)
     normal = torch.distributions.Normal(mean, std)
@@ -93,6 +115,18 @@ def nll_bound(
     if y is not None and (not isinstance(y, torch.Tensor) or y.shape != (len(images),)):
         raise ValueError(
             f"y must be a ({len(images)},) tensor of labels, got {y!r:.60}"
+        )
+    if y is not None:
+        if not is_integer_tensor(y):
+            raise TypeError(f"y must be integer labels, got {describe(y)}")
+        num_classes = getattr(model, "num_classes", None)
+        if isinstance(num_classes, int) and not isinstance(num_classes, bool):
+            labels(y, num_classes=num_classes + 1)  # the last is the null class
+    if not callable(model):
+        raise TypeError(f"model must be a noise predictor, got {type(model).__name__}")
+    if not isinstance(schedule, Schedule):
+        raise TypeError(
+            f"schedule must be a gm.diffusion.Schedule, got {type(schedule).__name__}"
         )
     T = schedule.T
     if T < 2:

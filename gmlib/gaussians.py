@@ -13,24 +13,19 @@ import math
 
 import torch
 
-from .checks import positive_int
+from .checks import float_tensor, positive_int
 
 LOG_2PI = math.log(2 * math.pi)
 
 
 def _check_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> None:
-    for name, t in (("mu", mu), ("logvar", logvar)):
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            raise TypeError(f"{name} must be a float tensor, got {_describe(t)}")
+    float_tensor(mu, "mu")
+    float_tensor(logvar, "logvar")
     if mu.shape != logvar.shape or mu.ndim < 1:
         raise ValueError(
             "mu and logvar must have the same shape (..., k), "
             f"got {tuple(mu.shape)} and {tuple(logvar.shape)}"
         )
-
-
-def _describe(t) -> str:
-    return f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
 
 
 def reparameterize(
@@ -77,7 +72,17 @@ def log_normal(
 ) -> torch.Tensor:
     r"""$\log \mathcal{N}(z; \mu, \operatorname{diag} \sigma^2)$, nats, summed over the
     last dimension (``(..., k) -> (...)``); the defaults give the prior
-    $\mathcal{N}(0, I)$."""
+    $\mathcal{N}(0, I)$. ``mu`` and ``logvar`` broadcast against ``z``."""
+    float_tensor(z, "z")
+    if z.ndim < 1:
+        raise ValueError("z must have a last dimension (..., k), got a 0-d tensor")
     mu = torch.as_tensor(mu, dtype=z.dtype, device=z.device)
     logvar = torch.as_tensor(logvar, dtype=z.dtype, device=z.device)
+    for name, t in (("mu", mu), ("logvar", logvar)):
+        try:
+            torch.broadcast_shapes(z.shape, t.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"{name} {tuple(t.shape)} does not broadcast against z {tuple(z.shape)}"
+            ) from None
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)

@@ -24,6 +24,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .checks import describe, float_tensor, is_integer_tensor, positive_int
+
 MIN_LOG_SCALE = -7.0  # PixelCNN++ clamps log-scales here when they come from a network
 
 
@@ -46,17 +48,9 @@ def _component_log_prob(
 
 
 def _check_x(x: torch.Tensor, levels: int) -> None:
-    if not isinstance(levels, int) or isinstance(levels, bool) or levels < 2:
-        raise ValueError(f"levels must be an int >= 2, got {levels!r}")
-    if (
-        not isinstance(x, torch.Tensor)
-        or x.is_floating_point()
-        or x.dtype == torch.bool
-    ):
-        raise TypeError(
-            "x must be an integer tensor of levels, got "
-            + (f"dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__)
-        )
+    positive_int(levels, "levels", minimum=2)
+    if not is_integer_tensor(x):
+        raise TypeError(f"x must be an integer tensor of levels, got {describe(x)}")
     if x.numel() and (int(x.min()) < 0 or int(x.max()) >= levels):
         raise ValueError(
             f"levels must be in 0..{levels - 1}, got values in "
@@ -80,18 +74,28 @@ def discretized_logistic_log_prob(
     ``(B, 1, H, W)``.
     """
     _check_x(x, levels)
-    if means.shape != log_scales.shape or means.ndim != 4:
+    float_tensor(means, "means")
+    float_tensor(log_scales, "log_scales")
+    if means.shape != log_scales.shape or means.ndim != 4 or means.shape[1] < 1:
         raise ValueError(
-            "means and log_scales must both be (B, K, H, W), got "
+            "means and log_scales must both be (B, K, H, W) with K >= 1, got "
             f"{tuple(means.shape)} and {tuple(log_scales.shape)}"
         )
-    if logit_weights is not None and logit_weights.shape != means.shape:
-        raise ValueError(
-            f"logit_weights must be shaped like means {tuple(means.shape)}, "
-            f"got {tuple(logit_weights.shape)}"
-        )
+    if logit_weights is not None:
+        float_tensor(logit_weights, "logit_weights")
+        if logit_weights.shape != means.shape:
+            raise ValueError(
+                f"logit_weights must be shaped like means {tuple(means.shape)}, "
+                f"got {tuple(logit_weights.shape)}"
+            )
     if x.ndim != 4 or x.shape[1] != 1:
         raise ValueError(f"x must be (B, 1, H, W), got {tuple(x.shape)}")
+    b, _, h, w = means.shape
+    if (len(x), *x.shape[2:]) != (b, h, w):
+        raise ValueError(
+            f"x {tuple(x.shape)} and means {tuple(means.shape)} must have the same "
+            "B, H and W"
+        )
     component = _component_log_prob(x, means, log_scales, levels)  # (B, K, H, W)
     if logit_weights is None:
         log_w = torch.full_like(means, -math.log(means.shape[1]))
@@ -105,7 +109,8 @@ def split_params(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A network's ``(B, 3K, H, W)`` output to ``(logit_weights, means, log_scales)``,
     each ``(B, K, H, W)``; log-scales clamped at ``MIN_LOG_SCALE`` as in PixelCNN++."""
-    if params.ndim != 4 or params.shape[1] % 3:
+    float_tensor(params, "params")
+    if params.ndim != 4 or params.shape[1] % 3 or params.shape[1] == 0:
         raise ValueError(
             f"expected mixture parameters (B, 3K, H, W), got {tuple(params.shape)}"
         )

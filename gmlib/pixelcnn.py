@@ -27,9 +27,6 @@ from torch import nn
 from . import logistic
 from .autoregressive import (
     AutoregressiveModel,
-    _describe,
-    _odd_size,
-    _positive_int,
     bits_per_dim,
     dequantize,
     embed_levels,
@@ -38,6 +35,7 @@ from .autoregressive import (
     pixelcnn_loss,
     quantize,
 )
+from .checks import describe, odd_size, one_of, positive_int
 
 __all__ = [
     "HEADS",
@@ -68,7 +66,7 @@ def causal_mask(kernel_size: int, mask_type: str) -> torch.Tensor:
     ``"B"`` adds the centre itself, type ``"A"`` (the first layer, which must not see
     the pixel it predicts) does not.
     """
-    k = _odd_size("kernel_size", kernel_size)
+    k = odd_size(kernel_size, "kernel_size")
     if mask_type not in ("A", "B"):
         raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
     c = k // 2
@@ -95,14 +93,16 @@ class MaskedConv2d(nn.Conv2d):
         mask_type: str | None = None,
         mask: torch.Tensor | None = None,
     ):
+        positive_int(in_channels, "in_channels")
+        positive_int(out_channels, "out_channels")
         if isinstance(kernel_size, int):
             kernel_size = (kernel_size, kernel_size)
         if not isinstance(kernel_size, (tuple, list)) or len(kernel_size) != 2:
             raise ValueError(
                 f"kernel_size must be an int or (kh, kw), got {kernel_size!r}"
             )
-        kh = _odd_size("kernel height", kernel_size[0])
-        kw = _odd_size("kernel width", kernel_size[1])
+        kh = odd_size(kernel_size[0], "kernel height")
+        kw = odd_size(kernel_size[1], "kernel width")
         super().__init__(
             in_channels, out_channels, (kh, kw), padding=(kh // 2, kw // 2)
         )
@@ -116,13 +116,25 @@ class MaskedConv2d(nn.Conv2d):
             mask = causal_mask(kh, mask_type)
         elif not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (kh, kw):
             raise ValueError(
-                f"mask must be a tensor of shape {(kh, kw)}, got {_describe(mask)}"
+                f"mask must be a tensor of shape {(kh, kw)}, got {describe(mask)}"
             )
         self.mask_type = mask_type
         self.register_buffer("mask", mask.detach().float().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"expected a float tensor (B, C, H, W), got {describe(x)}")
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
         return self._conv_forward(x, self.weight * self.mask, self.bias)
+
+
+def _precise(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in at least float32: half precision (bf16 autocast) is raised, float64
+    kept."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def _gate(t: torch.Tensor) -> torch.Tensor:
@@ -165,11 +177,11 @@ class PixelCNN(AutoregressiveModel):
         num_classes: int | None = None,
     ):
         super().__init__()
-        self.levels = _positive_int("levels", levels, minimum=2)
-        self.channels = _positive_int("channels", channels)
-        self.num_layers = _positive_int("num_layers", num_layers)
-        k0 = _odd_size("first_kernel_size", first_kernel_size)
-        k = _odd_size("kernel_size", kernel_size)
+        self.levels = positive_int(levels, "levels", minimum=2)
+        self.channels = positive_int(channels, "channels")
+        self.num_layers = positive_int(num_layers, "num_layers")
+        k0 = odd_size(first_kernel_size, "first_kernel_size")
+        k = odd_size(kernel_size, "kernel_size")
         self.first = MaskedConv2d(1, channels, k0, mask_type="A")
         self.blocks = nn.ModuleList(
             MaskedConv2d(channels, channels, k, mask_type="B")
@@ -255,15 +267,14 @@ class GatedPixelCNN(AutoregressiveModel):
         mixtures: int = 5,
     ):
         super().__init__()
-        self.levels = _positive_int("levels", levels, minimum=2)
-        self.channels = c = _positive_int("channels", channels)
-        self.num_layers = _positive_int("num_layers", num_layers)
-        k0 = _odd_size("first_kernel_size", first_kernel_size)
-        k = _odd_size("kernel_size", kernel_size)
-        if head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        self.levels = positive_int(levels, "levels", minimum=2)
+        self.channels = c = positive_int(channels, "channels")
+        self.num_layers = positive_int(num_layers, "num_layers")
+        k0 = odd_size(first_kernel_size, "first_kernel_size")
+        k = odd_size(kernel_size, "kernel_size")
+        one_of(head, "head", HEADS)
         self.head_kind = head
-        self.mixtures = _positive_int("mixtures", mixtures)
+        self.mixtures = positive_int(mixtures, "mixtures")
         self.vertical = nn.ModuleList()
         self.horizontal = nn.ModuleList()
         self.links = nn.ModuleList()  # vertical -> horizontal, 1x1
@@ -329,7 +340,7 @@ class GatedPixelCNN(AutoregressiveModel):
         """Horizontal features ``(B, C, H, W)`` to logits ``(B, levels, H, W)``."""
         out = self.head(h)
         if self.head_kind == "logistic":
-            return logistic.mixture_log_probs(out.float(), levels=self.levels)
+            return logistic.mixture_log_probs(_precise(out), levels=self.levels)
         return out
 
     def _logits(self, e: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -340,12 +351,12 @@ class GatedPixelCNN(AutoregressiveModel):
         if self.head_kind == "categorical":
             return super().log_prob(x, y)
         x = self.check_levels(x)
-        e = embed_levels(x, self.levels)  # (B, 1, H, W)
+        e = embed_levels(x, self.levels).to(self.param_dtype())  # (B, 1, H, W)
         bias = self.class_bias(y)
         if bias is not None and len(bias) != len(e):
             raise ValueError(f"got {len(y)} labels for {len(e)} images")
         h = self.horizontal_features(e, self.vertical_features(e, bias), bias)
-        params = self.head(h).float()  # (B, 3K, H, W)
+        params = _precise(self.head(h))  # (B, 3K, H, W)
         lp = logistic.mixture_log_prob(x, params, levels=self.levels)
         return lp.sum((1, 2, 3))  # (B,)
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .autoregressive import AutoregressiveModel, _positive_int
+from .autoregressive import AutoregressiveModel
+from .checks import positive_int
 
 
 def _positions(h: int, w: int, device: torch.device) -> torch.Tensor:
@@ -45,9 +46,9 @@ class PixelRNN(AutoregressiveModel):
         num_classes: int | None = None,
     ):
         super().__init__()
-        self.levels = _positive_int("levels", levels, minimum=2)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
-        self.num_layers = _positive_int("num_layers", num_layers)
+        self.levels = positive_int(levels, "levels", minimum=2)
+        self.hidden_size = positive_int(hidden_size, "hidden_size")
+        self.num_layers = positive_int(num_layers, "num_layers")
         # step input: [pixel t-1, start flag, row of t, column of t]
         self.input = nn.Linear(4, hidden_size)
         self.lstm = nn.LSTM(hidden_size, hidden_size, num_layers, batch_first=True)
@@ -72,7 +73,7 @@ class PixelRNN(AutoregressiveModel):
             ],
             dim=2,
         )  # (B, T, 4)
-        inputs = self.input(features)
+        inputs = self.input(features.to(self.input.weight.dtype))
         return inputs if bias is None else inputs + bias[:, None]
 
     def _logits(self, e: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

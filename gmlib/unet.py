@@ -15,14 +15,39 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import describe, labels, positive_int
+
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal features of integer timesteps, as in transformers: ``(B,) -> (B,
-    dim)``."""
+    dim)`` (an odd ``dim`` ends with a column of zeros)."""
+    _check_t(t)
+    dim = positive_int(dim, "dim")
     half = dim // 2
     freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device) / half)
     angles = t.float()[:, None] * freqs[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=1)
+    features = [angles.sin(), angles.cos()]
+    if dim % 2:
+        features.append(angles.new_zeros(len(t), 1))
+    return torch.cat(features, dim=1)
+
+
+def _check_t(t: torch.Tensor, batch: int | None = None) -> None:
+    """``t`` a tensor of timesteps ``(B,)``, ``B = batch`` if given."""
+    if (
+        not isinstance(t, torch.Tensor)
+        or t.dtype == torch.bool
+        or t.is_complex()
+        or t.ndim != 1
+    ):
+        raise TypeError(f"t must be a (B,) tensor of timesteps, got {describe(t)}")
+    if batch is not None and len(t) != batch:
+        raise ValueError(f"got {len(t)} timesteps for {batch} inputs")
+
+
+def _check_input(x, what: str, shape: str) -> None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"expected float {what} {shape}, got {describe(x)}")
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -61,8 +86,10 @@ class UNet(nn.Module):
         num_classes: int | None = None,
     ):
         super().__init__()
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels must be an int >= 1, got {channels!r}")
+        positive_int(channels, "channels")
+        positive_int(image_channels, "image_channels")
+        if num_classes is not None:
+            positive_int(num_classes, "num_classes")
         c, e = channels, 4 * channels
         self.channels, self.num_classes = c, num_classes
         self.time = nn.Sequential(nn.Linear(c, e), nn.SiLU(), nn.Linear(e, e))
@@ -82,14 +109,37 @@ class UNet(nn.Module):
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
     ) -> torch.Tensor:
+        _check_input(x, "images", "(B, C, H, W)")
         if x.ndim != 4 or x.shape[-1] % 4 or x.shape[-2] % 4:
             raise ValueError(
                 f"expected images (B, C, H, W) with H, W divisible by 4, got {x.shape}"
             )
+        if x.shape[1] != self.inp.in_channels:
+            raise ValueError(
+                f"expected images (B, {self.inp.in_channels}, H, W), got "
+                f"{tuple(x.shape)}"
+            )
+        # GroupNorm refuses to normalize a single value: at H/4 x W/4 a group holds
+        # B * (channels per group) * H/4 * W/4 of them
+        per_group = 2 * self.channels // math.gcd(8, 2 * self.channels)
+        if len(x) * per_group * (x.shape[2] // 4) * (x.shape[3] // 4) == 1:
+            raise ValueError(
+                f"one image of {x.shape[2]} x {x.shape[3]} is too small for this "
+                "U-Net: its H/4 x W/4 level needs 2 or more values per GroupNorm group "
+                "(use larger images, more channels or a larger batch)"
+            )
+        _check_t(t, len(x))
+        x = x.to(self.inp.weight.dtype)
         emb = self.time(timestep_embedding(t, self.channels).to(x.dtype))
         if self.label is not None:
             if y is None:
-                y = torch.full_like(t, self.num_classes)  # unconditional
+                y = torch.full((len(x),), self.num_classes, device=x.device)  # no class
+            # the labels' values are read only on the CPU (free there): on an
+            # accelerator that would wait for the device at every step
+            on_cpu = not isinstance(y, torch.Tensor) or y.device.type == "cpu"
+            labels(
+                y, batch=len(x), num_classes=self.num_classes + 1 if on_cpu else None
+            )
             emb = emb + self.label(y)
         elif y is not None:
             raise ValueError("this U-Net has no classes (num_classes=None)")
@@ -113,8 +163,7 @@ class MLPDenoiser(nn.Module):
     def __init__(self, *, dim: int = 2, hidden: int = 128, layers: int = 3):
         super().__init__()
         for name, value in (("dim", dim), ("hidden", hidden), ("layers", layers)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            positive_int(value, name)
         self.hidden = hidden
         self.time = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU())
         self.inp = nn.Linear(dim, hidden)
@@ -122,10 +171,13 @@ class MLPDenoiser(nn.Module):
         self.out = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        _check_input(x, "points", f"(B, {self.inp.in_features})")
         if x.ndim != 2 or x.shape[1] != self.inp.in_features:
             raise ValueError(
                 f"expected points (B, {self.inp.in_features}), got {tuple(x.shape)}"
             )
+        _check_t(t, len(x))
+        x = x.to(self.inp.weight.dtype)
         e = self.time(timestep_embedding(t, self.hidden).to(x.dtype))
         h = self.inp(x)
         for layer in self.layers:

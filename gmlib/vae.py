@@ -28,11 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import autoencoder as ae
-from .checks import positive_int
+from .checks import describe, finite_number, float_tensor, positive_int
 from .gaussians import (  # noqa: F401 (re-exported: gm.vae.reparameterize, ...)
     LOG_2PI,
-    _check_gaussian,
-    _describe,
     kl_normal,
     log_normal,
     reparameterize,
@@ -50,7 +48,7 @@ def binarize(x: torch.Tensor, *, generator: torch.Generator | None = None):
     image.
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise TypeError(f"expected float images in [0, 1], got {_describe(x)}")
+        raise TypeError(f"expected float images in [0, 1], got {describe(x)}")
     if x.numel() and (x.isnan().any() or x.min() < 0 or x.max() > 1):
         raise ValueError(
             f"expected values in [0, 1], got [{float(x.min()):g}, {float(x.max()):g}]"
@@ -67,6 +65,14 @@ def decoder_log_prob(model: "VAE", x: torch.Tensor, z: torch.Tensor) -> torch.Te
     $\sum_j \log \mathcal{N}(x_j; \hat{x}_j, \sigma_x^2)$ with the model's learned
     $\log \sigma_x^2$.
     """
+    _check_model(model)
+    model._check(x)
+    float_tensor(z, "z")
+    if z.ndim < 2 or z.shape[-2] != len(x) or z.shape[-1] != model.latent_dim:
+        raise ValueError(
+            f"z must be (..., B, k) = (..., {len(x)}, {model.latent_dim}) for "
+            f"{len(x)} images, got {tuple(z.shape)}"
+        )
     lead = z.shape[:-1]
     out = model.decode_logits(z.reshape(-1, z.shape[-1])).to(_precise(x.dtype))
     out = out.reshape(*lead, *out.shape[1:])  # (..., B, C, H, W)
@@ -87,7 +93,16 @@ def _precise(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def _check_model(model) -> None:
+    if not isinstance(model, VAE):
+        raise TypeError(
+            "model must be a VAE (gm.vae.MLPVAE or ConvVAE), got "
+            f"{type(model).__name__}"
+        )
+
+
 def _check_target(model: "VAE", x: torch.Tensor) -> None:
+    _check_model(model)
     model._check(x)
     if model.likelihood == "bernoulli" and bool(((x != 0) & (x != 1)).any()):
         raise ValueError(
@@ -111,6 +126,7 @@ def elbo(
     ``"elbo"``: reconstruction $-$ ``beta`` $\times$ KL (with ``beta = 1``, a lower
     bound on $\log p_\theta(x)$).
     """
+    beta = finite_number(beta, "beta", minimum=0)
     _check_target(model, x)
     mu, logvar = (t.to(_precise(x.dtype)) for t in model.encode(x))  # (B, k) each
     z = reparameterize(mu, logvar, generator=generator)
@@ -137,14 +153,12 @@ def loss(
     error) and ``"kl"``, so a training curve can show both. ``generator`` draws the
     code (the global generator if None).
     """
-    if (
-        isinstance(beta, bool)
-        or not isinstance(beta, (int, float))
-        or not math.isfinite(beta)
-        or beta < 0
-    ):
-        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
     terms = elbo(model, x, beta=beta, generator=generator)
+    if len(x) == 0:
+        raise ValueError(
+            "the loss is a mean over the batch: expected at least one image, got "
+            f"{tuple(x.shape)}"
+        )
     return {
         "loss": -terms["elbo"].mean(),
         "reconstruction": -terms["reconstruction"].mean(),
@@ -255,7 +269,6 @@ class MLPVAE(VAE, ae.MLPAutoencoder):
         latent_dim: int = 16,
         likelihood: str = "bernoulli",
     ):
-        _check_sizes(latent_dim, hidden_dims, "hidden_dims")
         super().__init__(
             image_shape=image_shape, hidden_dims=hidden_dims, latent_dim=latent_dim
         )
@@ -274,19 +287,7 @@ class ConvVAE(VAE, ae.ConvAutoencoder):
         latent_dim: int = 16,
         likelihood: str = "bernoulli",
     ):
-        _check_sizes(latent_dim, channels, "channels")
         super().__init__(
             image_shape=image_shape, channels=channels, latent_dim=latent_dim
         )
         self._setup_vae(likelihood)
-
-
-def _check_sizes(latent_dim, sizes, name: str) -> None:
-    positive_int(latent_dim, "latent_dim")
-    sizes = tuple(sizes)
-    if not all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes
-    ):
-        raise ValueError(f"{name} must be positive ints, got {sizes!r}")
-    if name == "channels" and not sizes:
-        raise ValueError("channels must name at least one stage, got ()")
