@@ -25,15 +25,6 @@ from torch import nn
 
 from .checks import describe, is_integer_tensor, positive_int
 
-
-def _positive_int(name: str, value, *, minimum: int = 1) -> int:
-    """:func:`gmlib.checks.positive_int` with the arguments of ``gmlib.sampling``."""
-    return positive_int(value, name, minimum=minimum)
-
-
-_describe = describe  # the name ``gmlib.sampling`` imports
-
-
 # --- levels ---------------------------------------------------------------------------
 
 
@@ -117,7 +108,7 @@ class AutoregressiveModel(nn.Module):
         """Labels ``0..num_classes-1`` get a learned vector of ``size`` numbers."""
         self.class_embedding = None
         if num_classes is not None:
-            num_classes = _positive_int("num_classes", num_classes)
+            num_classes = positive_int(num_classes, "num_classes")
             self.class_embedding = nn.Embedding(num_classes, size)
         self.num_classes = num_classes
 

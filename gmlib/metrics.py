@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import runtime
+from . import checks, runtime
 from .checkpoints import train_or_load
 from .data import load
 from .train import History, fit
@@ -101,7 +101,7 @@ def feature_classifier(
     """
     settings = dict(SETTINGS)
     if epochs is not None:
-        settings["epochs"] = _positive_int(epochs, "epochs")
+        settings["epochs"] = checks.positive_int(epochs, "epochs")
 
     def build() -> FeatureClassifier:
         with torch.random.fork_rng(devices=[]):  # leaves the caller's random stream
@@ -162,12 +162,6 @@ def _checked_images(images: object, name: str, *, min_count: int) -> torch.Tenso
     return images
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 @contextmanager
 def _evaluating(model: nn.Module):
     """``model`` on ``gm.device()`` in eval mode (restored after); yields the device."""
@@ -200,7 +194,18 @@ class _Features(nn.Module):
         self.num_features = int(classifier.num_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier.features(x).double().cpu()  # (B, num_features)
+        f = self.classifier.features(x).double().cpu()  # (B, num_features)
+        if tuple(f.shape) != (len(x), self.num_features):
+            raise ValueError(
+                f"classifier.features gave shape {tuple(f.shape)} for {len(x)} images; "
+                f"expected ({len(x)}, {self.num_features}), its num_features"
+            )
+        if not bool(torch.isfinite(f).all()):
+            raise ValueError(
+                "classifier.features gave NaN or infinite values: the Frechet "
+                "distance needs finite features (are the classifier's weights finite?)"
+            )
+        return f
 
 
 @torch.no_grad()
@@ -225,7 +230,7 @@ def frechet_distance(
     """
     real = _checked_images(real, "real", min_count=2)
     fake = _checked_images(fake, "fake", min_count=2)
-    batch_size = _positive_int(batch_size, "batch_size")
+    batch_size = checks.positive_int(batch_size, "batch_size")
     if classifier is None:
         classifier = feature_classifier(verbose=False)
     num_features = getattr(classifier, "num_features", None)
@@ -252,6 +257,10 @@ def classifier_accuracy(
     """The fraction of ``images`` (uint8 or float in [0, 1], ``(N, 1, 28, 28)``) whose
     highest logit is the one of their label (``(N,)`` integers); computed on
     ``gm.device()`` in eval mode, 1000 images at a time."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be a torch.nn.Module classifier, got {type(model).__name__}"
+        )
     images = _checked_images(images, "images", min_count=1)
     if not isinstance(labels, torch.Tensor) or labels.dtype not in INTEGER_DTYPES:
         got = labels.dtype if isinstance(labels, torch.Tensor) else type(labels)
@@ -264,6 +273,13 @@ def classifier_accuracy(
     correct = 0
     with _evaluating(model) as dev:
         for i, x in zip(range(0, len(images), 1000), _batches(images, 1000, dev)):
-            y = labels[i : i + len(x)].to(dev)
-            correct += int((model(x).argmax(1) == y).sum())
+            y, logits = labels[i : i + len(x)].to(dev), model(x)
+            if logits.ndim != 2 or len(logits) != len(x):
+                raise ValueError(
+                    f"model must give class logits (B, classes): got shape "
+                    f"{tuple(logits.shape)} for {len(x)} images"
+                )
+            if i == 0:  # labels no model output could match would score 0 silently
+                checks.labels(labels, "labels", num_classes=logits.shape[1])
+            correct += int((logits.argmax(1) == y).sum())
     return correct / len(images)

@@ -25,12 +25,8 @@ import math
 
 import torch
 
-from .autoregressive import (
-    AutoregressiveModel,
-    _describe,
-    _positive_int,
-    embed_levels,
-)
+from .autoregressive import AutoregressiveModel, embed_levels
+from .checks import describe, positive_int
 
 
 class _NaiveSession:
@@ -47,12 +43,48 @@ class _NaiveSession:
         return self.model.forward_embedded(e, self.y)[:, :, i, j]  # (B, levels)
 
 
-def inverse_cdf(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """The level drawn by uniform ``u`` ``(B,)`` from ``softmax(logits)`` ``(B, L)``:
-    the smallest ``k`` with ``P(X <= k) > u``."""
+def _inverse_cdf(
+    logits: torch.Tensor, u: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`inverse_cdf` unchecked, and the total probability of each row ``(B,)``:
+    NaN where the logits hold NaN or +inf, or are all -inf."""
     cdf = torch.softmax(logits.double(), dim=-1).cumsum(dim=-1)  # (B, L)
     k = (cdf <= u.double()[:, None]).sum(dim=-1)
-    return k.clamp(max=logits.shape[-1] - 1)  # u beyond a rounded-down total
+    return k.clamp(max=logits.shape[-1] - 1), cdf[:, -1]  # u beyond a rounded total
+
+
+def inverse_cdf(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The level drawn by uniform ``u`` ``(B,)`` in [0, 1) from ``softmax(logits)``
+    ``(B, L)``: the smallest ``k`` with ``P(X <= k) > u``.
+
+    Logits are unnormalized log-probabilities (any real numbers; -inf for a level of
+    probability 0), so no row needs to sum to anything; NaN or +inf logits, or a row
+    that is all -inf, raise a ValueError.
+    """
+    for name, x in (("logits", logits), ("u", u)):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"{name} must be a float tensor, got {describe(x)}")
+    if logits.ndim != 2 or logits.shape[1] == 0:
+        raise ValueError(
+            f"logits must be (B, L) with L >= 1 levels, got {tuple(logits.shape)}"
+        )
+    if tuple(u.shape) != (len(logits),):
+        raise ValueError(
+            f"u must be one uniform per row of logits, shape ({len(logits)},), "
+            f"got {tuple(u.shape)}"
+        )
+    if u.numel() and not (u.min() >= 0 and u.max() < 1):  # NaN fails too
+        raise ValueError(
+            f"u must lie in [0, 1), got values from {float(u.min()):.4g} to "
+            f"{float(u.max()):.4g}"
+        )
+    level, total = _inverse_cdf(logits, u)
+    if not bool(torch.isfinite(total).all()):
+        raise ValueError(
+            "logits must be real numbers or -inf with at least one finite value per "
+            "row; got NaN, +inf or an all -inf row"
+        )
+    return level
 
 
 def _sizes(model, num_samples, image_size, y, uniforms, given, given_mask):
@@ -61,7 +93,7 @@ def _sizes(model, num_samples, image_size, y, uniforms, given, given_mask):
     batch: dict[str, int] = {}
     shapes: dict[str, tuple[int, int]] = {}
     if num_samples is not None:
-        batch["num_samples"] = _positive_int("num_samples", num_samples)
+        batch["num_samples"] = positive_int(num_samples, "num_samples")
     if image_size is not None:
         if (
             not isinstance(image_size, (tuple, list))
@@ -75,7 +107,7 @@ def _sizes(model, num_samples, image_size, y, uniforms, given, given_mask):
     if uniforms is not None:
         if not isinstance(uniforms, torch.Tensor) or not uniforms.is_floating_point():
             raise TypeError(
-                f"uniforms must be a float tensor, got {_describe(uniforms)}"
+                f"uniforms must be a float tensor, got {describe(uniforms)}"
             )
         if uniforms.ndim != 4 or uniforms.shape[1] != 1:
             raise ValueError(
@@ -93,7 +125,7 @@ def _sizes(model, num_samples, image_size, y, uniforms, given, given_mask):
         shapes["given"] = tuple(given.shape[2:])
         if not isinstance(given_mask, torch.Tensor) or given_mask.dtype != torch.bool:
             raise TypeError(
-                f"given_mask must be a bool tensor, got {_describe(given_mask)}"
+                f"given_mask must be a bool tensor, got {describe(given_mask)}"
             )
         try:
             torch.broadcast_shapes(given_mask.shape, given.shape)
@@ -152,12 +184,13 @@ def _sample(
         with torch.inference_mode():
             session = make_session(model, y)
             e = embed_levels(x, model.levels)  # (B, 1, H, W), filled in as we go
-            logits_seen = []
+            logits_seen, finite = [], torch.ones((), dtype=torch.bool, device=dev)
             for i in range(h):
                 session.begin_row(e, i)
                 for j in range(w):
                     logits = session.pixel_logits(e, i, j).float()  # (B, levels)
-                    level = inverse_cdf(logits / temperature, u[:, 0, i, j])
+                    level, total = _inverse_cdf(logits / temperature, u[:, 0, i, j])
+                    finite &= torch.isfinite(total).all()  # read once, at the end
                     if keep is not None:
                         level = torch.where(keep[:, 0, i, j], x[:, 0, i, j], level)
                     x[:, 0, i, j] = level
@@ -166,6 +199,11 @@ def _sample(
                         logits_seen.append(logits)
     finally:
         model.train(was_training)
+    if not bool(finite):
+        raise ValueError(
+            "the model's logits (divided by the temperature) were NaN or infinite at "
+            "some pixel; are its weights finite?"
+        )
     x = x.clone()  # a normal tensor (outside inference mode), usable with autograd
     if not return_logits:
         return x

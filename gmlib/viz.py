@@ -13,16 +13,19 @@ import html
 import io
 import json
 import uuid
+from collections.abc import Mapping
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import torch
 import torchvision.utils as vutils
 
+from .checks import describe, finite_number, positive_int
+
 
 def _as_float_images(images: torch.Tensor) -> torch.Tensor:
     """``(N, C, H, W)`` or ``(N, H, W)`` uint8/float to ``(N, C, H, W)`` float in
-    [0, 1]."""
+    [0, 1]; float values outside [0, 1] are clipped to it (NaN is an error)."""
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
     x = images.detach().cpu()
@@ -33,20 +36,32 @@ def _as_float_images(images: torch.Tensor) -> torch.Tensor:
             f"images must be (N, C, H, W) with C in (1, 3), or (N, H, W); "
             f"got shape {tuple(images.shape)}"
         )
+    if len(x) == 0:
+        raise ValueError(
+            f"images is an empty batch (shape {tuple(images.shape)}): nothing to show"
+        )
     if x.dtype == torch.uint8:
         return x.float() / 255
     if not x.is_floating_point():
         raise TypeError(f"images must be uint8 or float, got {x.dtype}")
+    if bool(torch.isnan(x).any()):
+        raise ValueError(
+            f"images hold {int(torch.isnan(x).sum())} NaN values: expected float "
+            "values in [0, 1]"
+        )
     return x.float().clamp(0, 1)
 
 
 def image_grid(
     images: torch.Tensor, *, nrow: int = 8, padding: int = 2
 ) -> torch.Tensor:
-    """A ``(3, H', W')`` grid of ``images``, float in [0, 1].
+    """A ``(3, H', W')`` grid of ``images``, float in [0, 1], ``nrow`` per row with
+    ``padding`` white pixels between them.
 
     Made by torchvision's make_grid.
     """
+    nrow = positive_int(nrow, "nrow")
+    padding = positive_int(padding, "padding", minimum=0)
     return vutils.make_grid(
         _as_float_images(images), nrow=nrow, padding=padding, pad_value=1.0
     )
@@ -64,6 +79,9 @@ def show_images(
     """Plot ``images`` as a grid (``padding`` white pixels between them); ``title`` is
     the caption. Returns the figure."""
     grid = image_grid(images, nrow=nrow, padding=padding)  # (3, H', W')
+    scale = finite_number(scale, "scale", minimum=0, strict=True)
+    if ax is not None and not isinstance(ax, plt.Axes):
+        raise TypeError(f"ax must be a matplotlib Axes or None, got {describe(ax)}")
     if ax is None:
         h, w = grid.shape[1:]
         fig, ax = plt.subplots(
@@ -88,6 +106,17 @@ def plot_curves(
     logy: bool = False,
 ) -> plt.Figure:
     """Plot named curves (e.g. ``{"train": history.step_loss}``) with labelled axes."""
+    if not isinstance(curves, Mapping):
+        raise TypeError(
+            "curves must be a dict of name -> values, e.g. "
+            f"{{'train': history.step_loss}}, got {describe(curves)}"
+        )
+    for label, values in curves.items():
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+            raise TypeError(
+                f"curves[{label!r}] must be a sequence of numbers, got "
+                f"{describe(values)}"
+            )
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 3.5))
     else:
@@ -110,6 +139,11 @@ def plot_curves(
 def _png_data_uri(frame, nrow: int = 8) -> str:
     """A data: URI of a matplotlib Figure, or of an image / batch of images (a grid of
     ``nrow`` per row)."""
+    if not isinstance(frame, (plt.Figure, torch.Tensor)):
+        raise TypeError(
+            "each frame must be a matplotlib Figure or an image tensor (C, H, W) or "
+            f"(N, C, H, W), got {describe(frame)}"
+        )
     buf = io.BytesIO()
     if isinstance(frame, plt.Figure):
         frame.savefig(buf, format="png", dpi=frame.dpi, bbox_inches="tight")
@@ -136,9 +170,16 @@ class StaticSlider:
         start: int = 0,
         nrow: int = 8,
     ):
+        if isinstance(frames, (str, bytes)) or not hasattr(frames, "__iter__"):
+            raise TypeError(
+                f"frames must be a sequence of frames, got {describe(frames)}"
+            )
+        if isinstance(labels, (str, bytes)):
+            raise TypeError(f"labels must be a sequence of strings, got {labels!r}")
         frames = list(frames)
-        if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
-            raise ValueError(f"nrow must be an int >= 1, got {nrow!r}")
+        nrow = positive_int(nrow, "nrow")
+        if width is not None:
+            width = positive_int(width, "width")
         if not frames:
             raise ValueError("static_slider needs at least one frame")
         labels = (
@@ -148,8 +189,14 @@ class StaticSlider:
         )
         if len(labels) != len(frames):
             raise ValueError(f"got {len(frames)} frames but {len(labels)} labels")
-        if not 0 <= start < len(frames):
-            raise ValueError(f"start must be in 0..{len(frames) - 1}, got {start}")
+        if (
+            isinstance(start, bool)
+            or not isinstance(start, int)
+            or not 0 <= start < len(frames)
+        ):
+            raise ValueError(
+                f"start must be an int in 0..{len(frames) - 1}, got {start!r}"
+            )
         self.title, self.labels, self.start = title, labels, start
         self.sources = [_png_data_uri(f, nrow) for f in frames]
         self.width = width

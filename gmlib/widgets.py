@@ -37,9 +37,8 @@ N_SHOW = 1000  # generated points drawn and scored after every chunk
 
 
 def _check_lr(value, name: str) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
@@ -52,9 +51,7 @@ def _check_loss(value, name: str) -> str:
 
 
 def _check_seed(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    return value
+    return positive_int(value, name, minimum=0)
 
 
 _INTS = ("k", "noise_dim", "batch_size", "chunk", "total_steps", "hidden", "layers")
@@ -195,12 +192,14 @@ class ToyGANTrainer:
         """What the figure shows: ``step``, the first ``n`` fixed-noise ``samples``
         ``(n, 2)``, ``surface`` = D on a ``grid`` x ``grid`` lattice over [-3, 3]^2
         ``(grid, grid)`` (rows along y), and the last ``modes`` and ``quality``."""
+        if positive_int(n, "n") > N_SHOW:
+            raise ValueError(f"n must be at most {N_SHOW} (the fixed noise), got {n}")
         axis = torch.linspace(-BOX, BOX, positive_int(grid, "grid"))
         yy, xx = torch.meshgrid(axis, axis, indexing="ij")
         logits = self.discriminator(torch.stack([xx.flatten(), yy.flatten()], 1))
         return {
             "step": self.step,
-            "samples": self.samples()[: positive_int(n, "n")].clone(),
+            "samples": self.samples()[:n].clone(),
             "surface": torch.sigmoid(logits).reshape(grid, grid),
             "modes": self.coverage["modes"][-1],
             "quality": self.coverage["quality"][-1],
@@ -252,6 +251,10 @@ def run_toy_gan(
     :meth:`~ToyGANTrainer.snapshot` (``grid`` x ``grid`` surface, ``n`` samples) at
     step 0 and every ``every`` steps, for :func:`gmlib.viz.static_slider` frames
     ``[trainer.figure(s) for s in trainer.snapshots]``."""
+    steps, every = positive_int(steps, "steps"), positive_int(every, "every")
+    for name, instead in (("chunk", "every"), ("total_steps", "steps")):
+        if name in settings:
+            raise TypeError(f"run_toy_gan sets {name} from {instead}: pass {instead}=")
     trainer = ToyGANTrainer(**settings, chunk=every, total_steps=steps)
     trainer.snapshots.append(trainer.snapshot(grid=grid, n=n))
     while not trainer.done:

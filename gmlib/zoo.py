@@ -75,6 +75,10 @@ CHAPTERS = {
 
 
 def _name(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(
+            f"name must be a str, one of {', '.join(NAMES)}; got {type(name).__name__}"
+        )
     if name not in _SETTINGS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(NAMES)}")
     return str(name)
@@ -83,12 +87,9 @@ def _name(name: object) -> str:
 def settings(name: str, budget: str | None = None) -> dict[str, Any]:
     """The settings ``name`` is cached under at ``budget`` (default: the budget in use),
     exactly as its chapter passes them to ``train_or_load``."""
-    budget = runtime.budget() if budget is None else budget
-    if budget not in runtime.BUDGETS:
-        raise ValueError(
-            f"unknown budget {budget!r}; expected one of {', '.join(runtime.BUDGETS)}"
-        )
-    return dict(_SETTINGS[_name(name)][budget])
+    name = _name(name)
+    budget = runtime.budget() if budget is None else runtime.check_budget(budget)
+    return dict(_SETTINGS[name][budget])
 
 
 class GANPair(nn.Module):

@@ -225,11 +225,11 @@ def test_bad_images_are_explained(case, side):
 def test_other_bad_input_is_explained():
     model = metrics.FeatureClassifier()
     x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
         metrics.frechet_distance(x, x, classifier=model, batch_size=0)
     with pytest.raises(TypeError, match="classifier must be a FeatureClassifier"):
         metrics.frechet_distance(x, x, classifier="inception")
-    with pytest.raises(ValueError, match="epochs must be a positive int"):
+    with pytest.raises(ValueError, match="epochs must be an int >= 1"):
         metrics.feature_classifier(epochs=0)
     with pytest.raises(TypeError, match="to_float"):
         model(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
