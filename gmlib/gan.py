@@ -24,17 +24,41 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import runtime
-from .checks import positive_int
-from .train import History, _check_images, adam, progress_bar
+from .checks import describe, positive_int
+from .train import (
+    DivergedError,
+    History,
+    _advice,
+    _check_callable,
+    _check_images,
+    _check_interval,
+    _check_lr,
+    _check_module,
+    _check_num_epochs,
+    _check_seed,
+    _diverged,
+    _end_run,
+    adam,
+    progress_bar,
+)
 
 GENERATOR_LOSSES = ("non-saturating", "saturating", "least-squares")
 
 
 def _check_logits(logits: torch.Tensor, name: str) -> torch.Tensor:
+    """One float logit per sample, ``(B,)`` or ``(B, 1)``. The values are not read (a
+    device sync at every step): a NaN logit gives a NaN loss."""
     if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
-        raise TypeError(f"{name} must be a float tensor of logits, got {logits!r:.60}")
+        raise TypeError(
+            f"{name} must be a float tensor of logits, got {describe(logits)}"
+        )
     if logits.numel() == 0:
         raise ValueError(f"{name} is empty: expected at least one logit")
+    if not (logits.ndim == 1 or (logits.ndim == 2 and logits.shape[1] == 1)):
+        raise ValueError(
+            f"{name} must hold one logit per sample, shape (B,) or (B, 1), "
+            f"got shape {tuple(logits.shape)}"
+        )
     return logits.float()
 
 
@@ -102,10 +126,16 @@ class Generator(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if not isinstance(z, torch.Tensor) or not z.is_floating_point():
+            raise TypeError(
+                f"z must be float codes of shape (B, {self.latent_dim}), "
+                f"got {describe(z)}"
+            )
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(
                 f"expected codes of shape (B, {self.latent_dim}), got {tuple(z.shape)}"
             )
+        z = z.to(self.net[0].weight.dtype)  # e.g. float64 codes for a float32 net
         return self.net(z[:, :, None, None])
 
     @torch.no_grad()
@@ -113,6 +143,7 @@ class Generator(nn.Module):
         self, n: int, *, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """``n`` images ``(n, 1, 28, 28)`` in [0, 1] from fresh noise."""
+        n = positive_int(n, "n")
         device = next(self.parameters()).device
         z = torch.randn(n, self.latent_dim, generator=generator, device=device)
         return to_unit(self(z)).float()
@@ -140,24 +171,44 @@ class Discriminator(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(
+                "expected float images (B, 1, 28, 28) in [-1, 1] (gm.gan.to_signed of "
+                f"images in [0, 1]), got {describe(x)}"
+            )
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
             raise ValueError(f"expected images (B, 1, 28, 28), got {tuple(x.shape)}")
-        return self.net(x).flatten()
+        return self.net(x.to(self.net[0].weight.dtype)).flatten()
+
+
+def _float_images(x, name: str, expected: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        hint = " (uint8 images: gm.data.to_float first)" if name == "to_signed" else ""
+        raise TypeError(
+            f"{name} takes a float tensor in {expected}{hint}, got {describe(x)}"
+        )
+    return x
 
 
 def to_signed(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] -> [-1, 1], the range of the generator's tanh."""
-    return x * 2 - 1
+    """[0, 1] -> [-1, 1], the range of the generator's tanh. Float tensors only (uint8
+    arithmetic would wrap around); the values are not read."""
+    return _float_images(x, "to_signed", "[0, 1]") * 2 - 1
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1]."""
-    return (x + 1) / 2
+    """[-1, 1] -> [0, 1]. Float tensors only."""
+    return (_float_images(x, "to_unit", "[-1, 1]") + 1) / 2
 
 
 def init_weights(module: nn.Module) -> None:
     """DCGAN's initialization: convolution weights ~ N(0, 0.02), batchnorm scales
-    ~ N(1, 0.02)."""
+    ~ N(1, 0.02). Apply it to every layer with ``net.apply(init_weights)``."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(
+            "init_weights takes a torch.nn.Module (use net.apply(init_weights)), "
+            f"got {type(module).__name__}"
+        )
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
@@ -165,6 +216,31 @@ def init_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+
+
+LOSS_NAMES = {"loss_d": "discriminator loss", "loss_g": "generator loss"}
+
+
+def _finite_loss(
+    loss: torch.Tensor, term: str, last_finite: float | None, where: str
+) -> float:
+    """The value of ``loss``, or a DivergedError (``gan_step``'s, without the epoch
+    and step that ``fit_gan`` adds) if it is NaN or infinite."""
+    value = loss.item()
+    if math.isfinite(value):
+        return value
+    last = (
+        f"; the last finite one was {last_finite:.6g}"
+        if last_finite is not None
+        else ""
+    )
+    exc = DivergedError(
+        f"The {LOSS_NAMES[term]} became {value}{where}{last}. It was found before its "
+        "optimizer step, so the weights are those after the last finite step. "
+        + _advice()
+    )
+    exc.term, exc.value, exc.last_finite, exc._where = term, value, last_finite, where
+    raise exc
 
 
 def gan_step(
@@ -177,26 +253,40 @@ def gan_step(
     latent_dim: int,
     loss: str = "non-saturating",
     noise: torch.Generator | None = None,
+    check_finite: bool = False,
 ) -> dict[str, torch.Tensor]:
     """One round of the training algorithm: a discriminator step on each of the ``k``
     real batches (each against as many fresh fakes), then one generator step.
 
     Returns detached scalars: ``loss_d`` and ``loss_g``, and the mean probabilities
     ``d_real`` = D(x) and ``d_fake`` = D(G(z)) of the last discriminator step.
+    ``check_finite=True`` reads every loss before its optimizer step (a host sync off
+    the CPU) and raises a :class:`gmlib.train.DivergedError` at the first NaN or
+    infinite one, so neither network takes a step from it.
     """
     kind_d = "least-squares" if loss == "least-squares" else "standard"
     device = real_batches[0].device
-    for real in real_batches:
+    last_d = None
+    for j, real in enumerate(real_batches):
         z = torch.randn(len(real), latent_dim, generator=noise, device=device)
         with torch.no_grad():
             fake = generator(z)
         real_logits, fake_logits = discriminator(real), discriminator(fake)
         loss_d = discriminator_loss(real_logits, fake_logits, kind=kind_d)
+        if check_finite:
+            where = (
+                f", discriminator step {j + 1} of {len(real_batches)}"
+                if len(real_batches) > 1
+                else ""
+            )
+            last_d = _finite_loss(loss_d, "loss_d", last_d, where)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
     z = torch.randn(len(real_batches[-1]), latent_dim, generator=noise, device=device)
     loss_g = generator_loss(discriminator(generator(z)), kind=loss)
+    if check_finite:
+        _finite_loss(loss_g, "loss_g", None, "")
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
@@ -236,21 +326,37 @@ def fit_gan(
     ``callback(epoch, generator, history)`` runs after each epoch; returning True stops.
     ``step_callback(step, generator)`` runs after every generator step (counted from 1),
     with the generator in eval mode, e.g. to keep samples of fixed noise as it trains.
+
+    A discriminator or generator loss that becomes NaN or infinite stops training with
+    a :class:`gmlib.train.DivergedError` naming the loss, the epoch and step and the
+    last finite value, with ``history`` up to the last finite step. As in
+    :func:`gmlib.fit`: on the CPU every loss is checked before its optimizer step, so
+    the weights are those after the last finite step; off the CPU the losses are
+    checked every :data:`gmlib.train.CHECK_EVERY` generator steps and at the end of
+    each epoch (one host sync each), still naming the first non-finite step.
     """
+    _check_module(generator, "generator")
+    _check_module(discriminator, "discriminator")
+    latent_dim = getattr(generator, "latent_dim", None)
+    if (
+        isinstance(latent_dim, bool)
+        or not isinstance(latent_dim, int)
+        or latent_dim < 1
+    ):
+        raise TypeError(
+            "generator must have an int attribute latent_dim >= 1 (the size of its "
+            f"noise), as gmlib.gan.Generator has; got {latent_dim!r}"
+        )
     _check_images(images, None)
     if images.ndim != 4 or tuple(images.shape[1:]) != (1, 28, 28):
         raise ValueError(f"expected images (N, 1, 28, 28), got {tuple(images.shape)}")
-    if (
-        isinstance(num_epochs, bool)
-        or not isinstance(num_epochs, int)
-        or num_epochs < 0
-    ):
-        raise ValueError(f"num_epochs must be an int >= 0, got {num_epochs!r}")
+    _check_num_epochs(num_epochs)
     k = positive_int(k, "k")
     batch_size = positive_int(batch_size, "batch_size")
-    for name, lr in (("lr_g", lr_g), ("lr_d", lr_d)):
-        if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-            raise ValueError(f"{name} must be a finite number > 0, got {lr!r}")
+    lr_g, lr_d = _check_lr(lr_g, "lr_g"), _check_lr(lr_d, "lr_d")
+    _check_callable(callback, "callback")
+    _check_callable(step_callback, "step_callback")
+    seed = _check_seed(seed)
     if loss not in GENERATOR_LOSSES:
         raise ValueError(
             f"unknown loss {loss!r}; expected one of "
@@ -271,38 +377,60 @@ def fit_gan(
     rounds = len(data) // (k * batch_size)  # generator steps per epoch
 
     history = History()
+    check_every = _check_interval(dev)
+
+    def diverged(epoch, records, exc: DivergedError | None = None) -> DivergedError:
+        return _gan_diverged(
+            history,
+            records,
+            exc,
+            epoch=epoch,
+            rounds=rounds,
+            images_per_round=k * batch_size,
+            check_every=check_every,
+            lrs={"loss_d": f"lr_d={lr_d:g}", "loss_g": f"lr_g={lr_g:g}"},
+        )
+
     bar = progress_bar(num_epochs * rounds, desc=desc, progress=progress)
     start = time.perf_counter()
     try:
         for epoch in range(num_epochs):
             perm = torch.randperm(len(data), device=dev, generator=gen)
             records: list[dict[str, torch.Tensor]] = []
+            checked = 0  # rounds of this epoch known to have finite losses
             for r in range(rounds):
                 index = perm[r * k * batch_size : (r + 1) * k * batch_size]
                 real = to_signed(data[index].float().div_(255))
-                records.append(
-                    gan_step(
-                        generator,
-                        discriminator,
-                        opt_g,
-                        opt_d,
-                        list(real.split(batch_size)),
-                        latent_dim=generator.latent_dim,
-                        loss=loss,
-                        noise=gen,
+                try:
+                    records.append(
+                        gan_step(
+                            generator,
+                            discriminator,
+                            opt_g,
+                            opt_d,
+                            list(real.split(batch_size)),
+                            latent_dim=generator.latent_dim,
+                            loss=loss,
+                            noise=gen,
+                            check_finite=check_every == 1,
+                        )
                     )
-                )
+                except DivergedError as exc:
+                    raise diverged(epoch, records, exc) from None
+                # on the CPU gan_step has checked; elsewhere one sync per check
+                if check_every > 1 and ((r + 1) % check_every == 0 or r + 1 == rounds):
+                    losses = [rec[t] for rec in records[checked:] for t in LOSS_NAMES]
+                    if not bool(torch.stack(losses).isfinite().all()):
+                        raise diverged(epoch, records)
+                    checked = r + 1
                 bar.update(1)
                 if step_callback is not None:  # sees the generator in eval mode
                     generator.eval()
                     step_callback(epoch * rounds + r + 1, generator)
                     generator.train()
-            for key in records[0]:  # one sync per epoch
-                values = torch.stack([rec[key] for rec in records]).tolist()
-                history.steps.setdefault(key, []).extend(values)
+            steps = _record_rounds(history, records, rounds, k * batch_size)
+            for key, values in steps.items():
                 history.epochs.setdefault(key, []).append(sum(values) / len(values))
-            history.step_loss.extend(history.steps["loss_g"][-rounds:])
-            history.num_images += rounds * k * batch_size
             bar.set_postfix(
                 D=f"{history.epochs['d_real'][-1]:.2f}",
                 DG=f"{history.epochs['d_fake'][-1]:.2f}",
@@ -310,10 +438,63 @@ def fit_gan(
             if callback is not None and callback(epoch, generator, history) is True:
                 break
     finally:
-        bar.close()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        history.seconds = time.perf_counter() - start
-        generator.eval()
-        discriminator.eval()
+        _end_run(history, bar, dev, start, generator, discriminator)
     return history
+
+
+def _record_rounds(
+    history: History,
+    records: list[dict[str, torch.Tensor]],
+    count: int,
+    images_per_round: int,
+) -> dict[str, list[float]]:
+    """Append the first ``count`` of an epoch's ``records`` to ``history`` (one host
+    sync); returns them as lists."""
+    steps = {
+        key: torch.stack([rec[key] for rec in records]).tolist()[:count]
+        for key in (records[0] if records else ())
+    }
+    for key, values in steps.items():
+        history.steps.setdefault(key, []).extend(values)
+    history.step_loss.extend(steps.get("loss_g", []))
+    history.num_images += count * images_per_round
+    return steps
+
+
+def _gan_diverged(
+    history: History,
+    records: list[dict[str, torch.Tensor]],
+    exc: DivergedError | None,
+    *,
+    epoch: int,
+    rounds: int,
+    images_per_round: int,
+    check_every: int,
+    lrs: dict[str, str],
+) -> DivergedError:
+    """:func:`fit_gan`'s error for the first non-finite loss: the one ``gan_step``
+    raised (``exc``, after the finite ``records``), else the first in ``records``."""
+    if exc is not None:
+        bad, term, value, where = len(records), exc.term, exc.value, exc._where
+    else:
+        losses = torch.stack([rec[t] for rec in records for t in LOSS_NAMES])
+        flat = next(i for i, v in enumerate(losses.tolist()) if not math.isfinite(v))
+        bad, term, where = flat // 2, list(LOSS_NAMES)[flat % 2], ""
+        value = float(records[bad][term])
+    _record_rounds(history, records, bad, images_per_round)
+    last_finite = exc.last_finite if exc is not None else None
+    if last_finite is None and history.steps.get(term):
+        last_finite = history.steps[term][-1]
+    return _diverged(
+        history,
+        what=LOSS_NAMES[term],
+        term=term,
+        value=value,
+        last_finite=last_finite,
+        epoch=epoch,
+        step=bad,
+        steps_per_epoch=rounds,
+        detail=where,
+        check_every=check_every,
+        lr=lrs[term],
+    )

@@ -245,6 +245,15 @@ def test_bad_input_is_explained(call, exception, pattern):
         (dict(loss="wasserstein"), ValueError, "wasserstein"),
         (dict(batch_size=1000), ValueError, "at least k \\* batch_size"),
         (dict(num_epochs=-1), ValueError, "num_epochs"),
+        (dict(num_epochs=True), ValueError, "num_epochs"),
+        (dict(lr_g=0), ValueError, "lr_g must be a finite number > 0, got 0"),
+        (dict(lr_d=float("inf")), ValueError, "lr_d"),
+        (dict(lr_g="2e-4"), TypeError, "lr_g must be a finite number > 0, got str"),
+        (dict(lr_d=None), TypeError, "lr_d"),
+        (dict(seed=-3), ValueError, "seed must be an int in"),
+        (dict(seed=0.5), TypeError, "seed must be an int or None, got float"),
+        (dict(callback="x"), TypeError, "callback must be callable or None"),
+        (dict(step_callback=3), TypeError, "step_callback must be callable"),
     ],
 )
 def test_fit_gan_refuses_bad_settings(images, kwargs, exception, pattern):
@@ -271,3 +280,118 @@ def test_fit_gan_refuses_images_of_another_shape():
             torch.zeros(10, 1, 28, 28),
             num_epochs=1,
         )
+
+
+@pytest.mark.parametrize(
+    "generator, discriminator, pattern",
+    [
+        (lambda z: z, gan.Discriminator(channels=2), "generator must be a torch.nn"),
+        (gan.Generator(latent_dim=4, channels=2), "D", "discriminator must be"),
+        (nn.Linear(4, 4), gan.Discriminator(channels=2), "latent_dim >= 1"),
+    ],
+)
+def test_fit_gan_refuses_what_is_not_a_generator_or_discriminator(
+    images, generator, discriminator, pattern
+):
+    with pytest.raises(TypeError, match=pattern):
+        gan.fit_gan(generator, discriminator, images, num_epochs=1, progress=False)
+
+
+class StopTraining(Exception):
+    pass
+
+
+def failing_on_call(monkeypatch, name, call, value):
+    """Make ``gan.<name>`` return ``value`` (or raise it, an exception type) on its
+    ``call``-th call; returns the finite values it gave before."""
+    original, given = getattr(gan, name), []
+
+    def loss(*args, **kwargs):
+        out = original(*args, **kwargs)
+        if len(given) + 1 == call:
+            if isinstance(value, type):
+                raise value
+            return out * value  # non-finite gradients too
+        given.append(out.item())
+        return out
+
+    monkeypatch.setattr(gan, name, loss)
+    return given
+
+
+def small_gan():
+    torch.manual_seed(0)
+    return gan.Generator(latent_dim=4, channels=2), gan.Discriminator(channels=2)
+
+
+def fit_small(g_net, d_net, images, **kwargs):
+    # 512 images, k = 2 batches of 32 per generator step: 8 steps per epoch
+    args = dict(num_epochs=2, k=2, batch_size=32, progress=False, seed=0, lr_d=1e-3)
+    return gan.fit_gan(g_net, d_net, images, **{**args, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "name, call, value, message",
+    [
+        # the 2nd discriminator step of generator step 3 of epoch 2 (step 11 overall)
+        ("discriminator_loss", 2 * 10 + 2, math.nan, "discriminator loss became nan"),
+        ("generator_loss", 11, math.inf, "generator loss became inf"),
+    ],
+)
+def test_fit_gan_stops_at_a_non_finite_loss_before_its_step(
+    images, monkeypatch, name, call, value, message
+):
+    g_net, d_net = small_gan()
+    given = failing_on_call(monkeypatch, name, call, value)
+    with pytest.raises(gm.train.DivergedError) as caught:
+        fit_small(g_net, d_net, images)
+    exc = caught.value
+    # the same run stopped by an exception at the same call
+    monkeypatch.undo()
+    g_ref, d_ref = small_gan()
+    given_ref = failing_on_call(monkeypatch, name, call, StopTraining)
+    with pytest.raises(StopTraining):
+        fit_small(g_ref, d_ref, images)
+    text = str(exc)
+    assert f"{message} at epoch 2, step 3 of 8 (global step 11)" in text
+    assert exc.term == ("loss_d" if name == "discriminator_loss" else "loss_g")
+    assert (exc.epoch, exc.step, exc.global_step) == (2, 3, 11)
+    assert exc.last_finite == pytest.approx(given[-1], rel=1e-6)
+    assert f"{given[-1]:.6g}" in text and given == given_ref
+    if name == "discriminator_loss":
+        assert "discriminator step 2 of 2" in text and "lr_d=0.001" in text
+    else:
+        assert "lr_g=0.0002" in text
+    for net, ref in ((g_net, g_ref), (d_net, d_ref)):
+        for p, q in zip(net.state_dict().values(), ref.state_dict().values()):
+            assert torch.isfinite(p.float()).all()
+            assert torch.equal(p, q)
+    history = exc.history
+    assert all(len(v) == 10 for v in history.steps.values())
+    assert history.step_loss == history.steps["loss_g"]
+    assert all(len(v) == 1 for v in history.epochs.values())
+    assert history.num_images == 10 * 64 and not g_net.training
+
+
+def test_fit_gan_off_the_cpu_names_the_first_non_finite_step(images, monkeypatch):
+    monkeypatch.setattr(gan, "_check_interval", lambda device: 3)
+    g_net, d_net = small_gan()
+    given = failing_on_call(monkeypatch, "generator_loss", 5, math.nan)
+    with pytest.raises(gm.train.DivergedError, match="checked every 3 steps") as caught:
+        fit_small(g_net, d_net, images)
+    exc = caught.value  # found at step 6, named at step 5
+    assert (exc.epoch, exc.step, exc.term) == (1, 5, "loss_g")
+    assert exc.history.steps["loss_g"] == pytest.approx(given, rel=1e-6)
+
+
+def test_a_diverging_gan_step_raises_before_its_optimizer_step():
+    g_net, d_net = gan_toy.ToyGenerator(noise_dim=2), gan_toy.ToyDiscriminator()
+    opt_g = torch.optim.Adam(g_net.parameters(), 1e-3)
+    opt_d = torch.optim.Adam(d_net.parameters(), 1e-3)
+    before = [p.detach().clone() for p in d_net.parameters()]
+    real = torch.full((8, 2), math.nan)
+    with pytest.raises(gm.train.DivergedError, match="discriminator loss became nan"):
+        gan.gan_step(
+            g_net, d_net, opt_g, opt_d, [real], latent_dim=2, check_finite=True
+        )
+    assert all(torch.equal(p, q) for p, q in zip(d_net.parameters(), before))

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -237,3 +238,189 @@ def test_a_scheduler_is_built_for_the_whole_run_and_stepped_every_step():
     assert built["total_steps"] == 3 * math.ceil(250 / 100)
     assert built["scheduler"].last_epoch == built["total_steps"]  # every step, no more
     assert lrs[0] > lrs[-1] and lrs[-1] < 1e-3  # annealed: under a tenth of the peak
+
+
+class StopTraining(Exception):
+    pass
+
+
+def failing_at(call, value, counter):
+    """reconstruction, but ``value`` (nan, inf, or an exception to raise) at the
+    ``call``-th call; ``counter`` records every finite loss returned."""
+
+    def loss_fn(model, x):
+        loss = reconstruction(model, x)
+        if len(counter) + 1 == call:
+            if isinstance(value, type):
+                raise value
+            return loss * value  # non-finite gradients too
+        counter.append(loss.item())
+        return loss
+
+    return loss_fn
+
+
+def fit_digits(model, loss_fn, **kwargs):
+    x, _ = digits(256)  # 3 steps per epoch of 100, 100 and 56 images
+    args = dict(num_epochs=3, batch_size=100, lr=1e-2, seed=0, progress=False)
+    return gm.fit(model, x, loss_fn=loss_fn, **{**args, **kwargs})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_loss_stops_before_its_step(value):
+    torch.manual_seed(0)
+    model, reference = mlp_autoencoder(), mlp_autoencoder()
+    reference.load_state_dict(model.state_dict())
+    start = [p.detach().clone() for p in model.parameters()]
+    seen, seen_ref = [], []
+    with pytest.raises(gm.train.DivergedError) as caught:
+        fit_digits(model, failing_at(5, value, seen))
+    # the same run stopped by an exception at the same call: four optimizer steps
+    with pytest.raises(StopTraining):
+        fit_digits(reference, failing_at(5, StopTraining, seen_ref))
+    exc = caught.value
+    assert isinstance(exc, FloatingPointError) and not isinstance(exc, ValueError)
+    assert (exc.epoch, exc.step, exc.global_step) == (2, 2, 5)
+    assert exc.term == "loss" and str(exc.value) == str(value)
+    message = str(exc)
+    assert f"loss became {value} at epoch 2, step 2 of 3 (global step 5)" in message
+    assert exc.last_finite == seen[-1] and f"{seen[-1]:.6g}" in message
+    for hint in ("lower learning rate", "lr=0.01", "clip", "log(0)", "division by"):
+        assert hint in message
+    assert seen == seen_ref and len(seen) == 4
+    for p, q, p0 in zip(model.parameters(), reference.parameters(), start):
+        assert torch.isfinite(p).all()
+        assert torch.equal(p, q)
+    assert not all(torch.equal(p, p0) for p, p0 in zip(model.parameters(), start))
+    history = exc.history  # the run up to the last finite step, for a plot
+    assert history.step_loss == pytest.approx(seen, rel=1e-6)
+    assert len(history.loss) == 1 and history.num_images == 256 + 100
+    assert history.seconds > 0 and not model.training
+
+
+def test_a_non_finite_first_loss_has_no_last_finite_value():
+    seen = []
+    with pytest.raises(gm.train.DivergedError, match="no step before it") as caught:
+        fit_digits(mlp_autoencoder(), failing_at(1, -math.inf, seen))
+    assert caught.value.global_step == 1 and caught.value.last_finite is None
+    assert caught.value.history.step_loss == [] and seen == []
+
+
+def test_a_dict_loss_names_its_non_finite_term():
+    x, _ = digits(64)
+
+    def loss_fn(model, x):
+        mse = reconstruction(model, x)
+        kl = torch.log(torch.zeros(()))  # log(0) = -inf
+        return {"loss": mse + kl, "mse": mse, "kl": kl}
+
+    with pytest.raises(gm.train.DivergedError, match="kl=-inf") as caught:
+        gm.fit(mlp_autoencoder(), x, loss_fn=loss_fn, num_epochs=1, progress=False)
+    assert "loss=-inf" in str(caught.value) and "mse=" in str(caught.value)
+
+
+def handmade_bce(model, x):
+    """Binary cross-entropy through log(sigmoid), which is log(0) once the logits are
+    large."""
+    p = torch.sigmoid(model(x))
+    return -(x * torch.log(p) + (1 - x) * torch.log(1 - p)).mean()
+
+
+def test_a_real_divergence_is_caught_with_finite_weights():
+    torch.manual_seed(0)
+    model = mlp_autoencoder()
+    with pytest.raises(gm.train.DivergedError, match="lr=1e[+]06") as caught:
+        fit_digits(model, handmade_bce, lr=1e6, batch_size=64)
+    exc = caught.value
+    assert exc.global_step == len(exc.history.step_loss) + 1
+    assert all(math.isfinite(v) for v in exc.history.step_loss)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    # the same run at a sane learning rate stays finite
+    history = fit_digits(mlp_autoencoder(), handmade_bce, lr=1e-2, batch_size=64)
+    assert all(math.isfinite(v) for v in history.step_loss)
+
+
+@pytest.mark.parametrize(
+    "call, epoch, step",
+    [(11, 2, 3), (15, 2, 7)],  # found at step 4 / the epoch's end
+)
+def test_off_the_cpu_the_check_every_few_steps_still_names_the_first_bad_step(
+    monkeypatch, call, epoch, step
+):
+    monkeypatch.setattr(gm.train, "_check_interval", lambda device: 4)
+    seen = []
+    with pytest.raises(gm.train.DivergedError, match="checked every 4 steps") as caught:
+        fit_digits(mlp_autoencoder(), failing_at(call, math.nan, seen), batch_size=32)
+    exc = caught.value  # 8 steps per epoch
+    assert (exc.epoch, exc.step, exc.global_step) == (epoch, step, call)
+    assert exc.history.step_loss == pytest.approx(seen[: call - 1], rel=1e-6)
+    assert exc.last_finite == pytest.approx(seen[call - 2], rel=1e-6)
+    assert exc.history.num_images == 256 + 32 * (step - 1)
+
+
+def test_train_or_load_keeps_no_checkpoint_of_a_diverged_run(tmp_path):
+    x, _ = digits(64)
+
+    def train(model):
+        return gm.fit(
+            model, x, loss_fn=handmade_bce, num_epochs=5, lr=1e6, progress=False
+        )
+
+    with pytest.raises(gm.train.DivergedError):
+        gm.train_or_load(
+            "diverging",
+            {"lr": 1e6},
+            build=mlp_autoencoder,
+            train=train,
+            directory=tmp_path,
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, exception, pattern",
+    [
+        (dict(lr=0), ValueError, "lr must be a finite number > 0, got 0"),
+        (dict(lr=-1e-3), ValueError, "lr must be"),
+        (dict(lr=math.nan), ValueError, "lr must be"),
+        (dict(lr=math.inf), ValueError, "lr must be"),
+        (dict(lr="1e-3"), TypeError, "lr must be a finite number > 0, got str"),
+        (dict(lr=True), TypeError, "lr must be"),
+        (dict(lr=None), TypeError, "lr must be"),
+        (dict(num_epochs=True), ValueError, "num_epochs must be an int >= 0"),
+        (dict(num_epochs=1.5), ValueError, "num_epochs"),
+        (dict(batch_size=0), ValueError, "batch_size must be an int >= 1, got 0"),
+        (dict(batch_size=True), ValueError, "batch_size"),
+        (dict(seed=-1), ValueError, "seed must be an int in"),
+        (dict(seed=2**64), ValueError, "seed"),
+        (dict(seed=1.5), TypeError, "seed must be an int or None, got float"),
+        (dict(seed="0"), TypeError, "seed"),
+        (dict(seed=False), TypeError, "seed"),
+        (dict(loss_fn="mse"), TypeError, "loss_fn must be callable, got str"),
+        (dict(model=lambda x: x), TypeError, "model must be a torch.nn.Module"),
+        (dict(labels=torch.zeros(32)), TypeError, "integer .*float32"),
+        (dict(labels=torch.zeros(32, dtype=torch.bool)), TypeError, "integer"),
+        (dict(labels=[0] * 32), TypeError, "labels must be .* got list"),
+        (dict(labels=torch.zeros(31, dtype=torch.long)), ValueError, "N = 32"),
+        (dict(optimizer="adam"), TypeError, "optimizer must be"),
+        (dict(callback=1), TypeError, "callback must be callable or None"),
+        (dict(scheduler="cosine"), TypeError, "scheduler must be"),
+    ],
+)
+def test_fit_refuses_bad_settings(kwargs, exception, pattern):
+    x, _ = digits(32)
+    args = dict(
+        model=mlp_autoencoder(), loss_fn=reconstruction, num_epochs=1, progress=False
+    )
+    args.update(kwargs)
+    with pytest.raises(exception, match=pattern):
+        gm.fit(images=x, **args)
+
+
+def test_fit_takes_numpy_numbers_for_lr_and_seed():
+    runs = []
+    for lr, seed in ((np.float32(1e-2), np.int64(3)), (1e-2, 3)):
+        torch.manual_seed(0)
+        model = mlp_autoencoder()
+        runs.append(fit_digits(model, reconstruction, lr=lr, seed=seed, num_epochs=1))
+    assert runs[0].step_loss == pytest.approx(runs[1].step_loss, rel=1e-4)
