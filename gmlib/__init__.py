@@ -9,7 +9,8 @@
 ``gm.widgets`` (live explorers; ipywidgets is imported only when one is built),
 ``gm.zoo`` (the trained models of chapters 02 to 05, by name), and the
 most used names directly: ``gm.device``, ``gm.budget``, ``gm.settings``,
-``gm.seed_everything``, ``gm.fit``, ``gm.train_or_load``.
+``gm.seed_everything``, ``gm.fit`` (which raises ``gm.DivergedError`` at a NaN or
+infinite loss), ``gm.train_or_load``.
 """
 
 from . import (
@@ -39,7 +40,7 @@ from . import (
 from .checkpoints import train_or_load
 from .data import load
 from .runtime import budget, device, seed_everything, settings
-from .train import History, fit
+from .train import DivergedError, History, fit
 from .viz import show_images, static_slider
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "device",
     "seed_everything",
     "settings",
+    "DivergedError",
     "History",
     "fit",
     "show_images",
