@@ -202,6 +202,14 @@ class StaticSlider:
         self.width = width
         self.id = f"gm-slider-{uuid.uuid4().hex[:10]}"
 
+    def __repr__(self) -> str:
+        # no memory address: a notebook's text output stays the same from run to run
+        title = f" {self.title!r}" if self.title else ""
+        return (
+            f"<StaticSlider{title}: {len(self.sources)} frames, "
+            f"{self.labels[0]!r} to {self.labels[-1]!r}>"
+        )
+
     @property
     def html(self) -> str:
         data = html.escape(

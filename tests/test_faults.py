@@ -211,3 +211,41 @@ def test_runs_killed_at_random_points_load_a_complete_checkpoint_or_retrain(tmp_
     )
     assert in_write >= KILL_POINTS // 3
     assert before_write >= 3 and with_file >= 3
+
+
+def test_a_notebook_runs_with_a_cache_it_cannot_write(tmp_path, monkeypatch):
+    """Chapter 00 at the smoke budget with ``GMLIB_CACHE`` under a regular file (a
+    folder nothing can create, even as root): every cell runs, each model is trained
+    and used, and the warning says it was not cached and how to fix it."""
+    import nbformat
+    from nbclient import NotebookClient
+    from test_repeatability import NOTEBOOK_DIR, _fashion_mnist_folder
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "fashion-mnist").symlink_to(_fashion_mnist_folder(monkeypatch))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = dict(
+        os.environ,
+        GMLIB_BUDGET="smoke",
+        GMLIB_PROGRESS="0",
+        GMLIB_CACHE=str(blocker / "cache"),
+        GMLIB_DATA=str(data),
+    )
+    nb = nbformat.read(NOTEBOOK_DIR / "00_introduction.ipynb", as_version=4)
+    client = NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=600,
+        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
+    )
+    client.execute(env=env)  # raises CellExecutionError if any cell fails
+    stderr = "".join(
+        out.get("text", "")
+        for cell in nb.cells
+        for out in cell.get("outputs", [])
+        if out.get("name") == "stderr"
+    )
+    assert stderr.count("could not cache") >= 1, stderr
+    assert "set GMLIB_CACHE to a writable folder" in stderr

@@ -116,3 +116,12 @@ def test_plot_curves_labels_its_axes():
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("epoch", "NLL")
     assert [line.get_label() for line in ax.get_lines()] == ["train", "test"]
     plt.close(fig)
+
+
+def test_static_slider_text_has_no_memory_address():
+    """The text a notebook shows for a slider is the same on every run (the
+    repeatability test compares it)."""
+    frames = [torch.zeros(2, 1, 4, 4), torch.ones(2, 1, 4, 4)]
+    slider = gm.viz.static_slider(frames, labels=["t=0", "t=1"], title="noise")
+    assert repr(slider) == "<StaticSlider 'noise': 2 frames, 't=0' to 't=1'>"
+    assert "0x" not in repr(gm.viz.static_slider(frames))
