@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
+from torch import nn
 
 
 def positive_int(value, name: str, *, minimum: int = 1) -> int:
@@ -145,3 +147,53 @@ def within(x: torch.Tensor, name: str, low: float, high: float) -> torch.Tensor:
                 f"to {hi:.4g}"
             )
     return x
+
+
+# --- arguments of the training loops ------------------------------------------------
+
+
+def learning_rate(value, name: str = "lr") -> float:
+    """``value`` as a float if it is a finite real number > 0 (numpy scalars too)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a finite number > 0, got {type(value).__name__} {value!r}"
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def seed(value, name: str = "seed") -> int | None:
+    """``value`` as an int if it is an integer in [0, 2**64) (numpy ints too), or
+    None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be an int or None, got {type(value).__name__} {value!r}"
+        )
+    if not 0 <= value < 2**64:
+        raise ValueError(f"{name} must be an int in [0, 2**64) or None, got {value!r}")
+    return int(value)
+
+
+def non_negative_int(value, name: str) -> int:
+    """``value`` if it is an int >= 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return value
+
+
+def function(value, name: str, *, optional: bool = True) -> None:
+    """Nothing if ``value`` is callable (or None, when ``optional``)."""
+    if not (callable(value) or (optional and value is None)):
+        raise TypeError(
+            f"{name} must be callable{' or None' if optional else ''}, "
+            f"got {type(value).__name__}"
+        )
+
+
+def module(value, name: str) -> None:
+    """Nothing if ``value`` is a ``torch.nn.Module``."""
+    if not isinstance(value, nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(value).__name__}")

@@ -23,19 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import runtime
+from . import checks, runtime
 from .checks import describe, positive_int
 from .train import (
     DivergedError,
     History,
     _advice,
-    _check_callable,
     _check_images,
     _check_interval,
-    _check_lr,
-    _check_module,
-    _check_num_epochs,
-    _check_seed,
     _diverged,
     _end_run,
     adam,
@@ -335,8 +330,8 @@ def fit_gan(
     checked every :data:`gmlib.train.CHECK_EVERY` generator steps and at the end of
     each epoch (one host sync each), still naming the first non-finite step.
     """
-    _check_module(generator, "generator")
-    _check_module(discriminator, "discriminator")
+    checks.module(generator, "generator")
+    checks.module(discriminator, "discriminator")
     latent_dim = getattr(generator, "latent_dim", None)
     if (
         isinstance(latent_dim, bool)
@@ -350,13 +345,14 @@ def fit_gan(
     _check_images(images, None)
     if images.ndim != 4 or tuple(images.shape[1:]) != (1, 28, 28):
         raise ValueError(f"expected images (N, 1, 28, 28), got {tuple(images.shape)}")
-    _check_num_epochs(num_epochs)
+    checks.non_negative_int(num_epochs, "num_epochs")
     k = positive_int(k, "k")
     batch_size = positive_int(batch_size, "batch_size")
-    lr_g, lr_d = _check_lr(lr_g, "lr_g"), _check_lr(lr_d, "lr_d")
-    _check_callable(callback, "callback")
-    _check_callable(step_callback, "step_callback")
-    seed = _check_seed(seed)
+    lr_g = checks.learning_rate(lr_g, "lr_g")
+    lr_d = checks.learning_rate(lr_d, "lr_d")
+    checks.function(callback, "callback")
+    checks.function(step_callback, "step_callback")
+    seed = checks.seed(seed)
     if loss not in GENERATOR_LOSSES:
         raise ValueError(
             f"unknown loss {loss!r}; expected one of "

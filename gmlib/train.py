@@ -12,7 +12,6 @@ a :class:`DivergedError`. Taught in ``notebooks/00_introduction.ipynb``, section
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import runtime
+from . import checks, runtime
 from .checks import positive_int
 
 LossOutput = torch.Tensor | dict[str, torch.Tensor]
@@ -163,50 +162,6 @@ def _end_run(
         model.eval()
 
 
-def _check_num_epochs(num_epochs) -> None:
-    if (
-        isinstance(num_epochs, bool)
-        or not isinstance(num_epochs, int)
-        or num_epochs < 0
-    ):
-        raise ValueError(f"num_epochs must be an int >= 0, got {num_epochs!r}")
-
-
-def _check_lr(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{name} must be a finite number > 0, got {type(value).__name__} {value!r}"
-        )
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def _check_seed(seed) -> int | None:
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(
-            f"seed must be an int or None, got {type(seed).__name__} {seed!r}"
-        )
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be an int in [0, 2**64) or None, got {seed!r}")
-    return int(seed)
-
-
-def _check_callable(value, name: str, *, optional: bool = True) -> None:
-    if not (callable(value) or (optional and value is None)):
-        raise TypeError(
-            f"{name} must be callable{' or None' if optional else ''}, "
-            f"got {type(value).__name__}"
-        )
-
-
-def _check_module(value, name: str) -> None:
-    if not isinstance(value, nn.Module):
-        raise TypeError(f"{name} must be a torch.nn.Module, got {type(value).__name__}")
-
-
 def progress_enabled(progress: bool | None = None) -> bool:
     """Progress bars show unless turned off: ``progress=False``, ``GMLIB_PROGRESS=0``
     or ``CI`` set.
@@ -319,20 +274,20 @@ def fit(
     steps and at the end of each epoch: the error still names the first non-finite
     step, but the steps after it up to the check have been taken.
     """
-    _check_module(model, "model")
+    checks.module(model, "model")
     _check_images(images, labels)
-    _check_callable(loss_fn, "loss_fn", optional=False)
-    _check_num_epochs(num_epochs)
+    checks.function(loss_fn, "loss_fn", optional=False)
+    checks.non_negative_int(num_epochs, "num_epochs")
     batch_size = positive_int(batch_size, "batch_size")
-    lr = _check_lr(lr, "lr")
+    lr = checks.learning_rate(lr, "lr")
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(
             "optimizer must be a torch.optim.Optimizer or None, "
             f"got {type(optimizer).__name__}"
         )
-    _check_callable(callback, "callback")
-    _check_callable(scheduler, "scheduler")
-    seed = _check_seed(seed)
+    checks.function(callback, "callback")
+    checks.function(scheduler, "scheduler")
+    seed = checks.seed(seed)
     dev = torch.device(device) if device is not None else runtime.device()
     accel = runtime.accelerated(dev) if accelerate is None else bool(accelerate)
 

@@ -20,27 +20,19 @@ import asyncio
 import base64
 import io
 import math
-import numbers
 import time
 from functools import partial
 
 import torch
 
 from . import gan_toy
-from .checks import positive_int
+from .checks import learning_rate, positive_int
 from .gan import GENERATOR_LOSSES, gan_step
 from .train import adam
 
 STEP_KEYS = ("loss_d", "loss_g", "d_real", "d_fake")
 BOX = 3.0  # the figure and the decision surface cover [-BOX, BOX]^2
 N_SHOW = 1000  # generated points drawn and scored after every chunk
-
-
-def _check_lr(value, name: str) -> float:
-    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
 
 
 def _check_loss(value, name: str) -> str:
@@ -56,7 +48,8 @@ def _check_seed(value, name: str) -> int:
 
 _INTS = ("k", "noise_dim", "batch_size", "chunk", "total_steps", "hidden", "layers")
 _CHECKS = dict.fromkeys(_INTS, positive_int)
-_CHECKS.update(lr_g=_check_lr, lr_d=_check_lr, loss=_check_loss, seed=_check_seed)
+_CHECKS.update(lr_g=learning_rate, lr_d=learning_rate)
+_CHECKS.update(loss=_check_loss, seed=_check_seed)
 _BUILD = ("noise_dim", "seed", "hidden", "layers")  # these take effect on reset()
 
 

@@ -628,8 +628,8 @@ BAD_INPUT = [
     ),
     case(  # fixed: the message said "got nan"
         lambda: widgets.run_toy_gan(1, lr_g="fast", **TOY),
-        ValueError,
-        "lr_g must be a finite number > 0, got 'fast'",
+        TypeError,
+        "lr_g must be a finite number > 0, got str 'fast'",
         "widgets.run_toy_gan-lr_g-str",
     ),
     # --- gm.zoo
