@@ -171,8 +171,9 @@ class Settings:
 
     def _repr_html_(self) -> str:
         # Inline styles: themes that zero a cell's padding (the book's does) would
-        # otherwise run "(16, 32)" into the next column's value.
-        cell = "padding:0.15em 1em 0.15em 0;text-align:left;white-space:nowrap;"
+        # otherwise run "(16, 32)" into the next column's value. A long tuple wraps
+        # inside its cell rather than run past the page's content column.
+        cell = "padding:0.15em 1em 0.15em 0;text-align:left;vertical-align:top;"
         rows = [[html.escape(c) for c in r] for r in self._rows()]
         head = "".join(
             f'<th style="{cell}border-bottom:1px solid #999;">{c}</th>' for c in rows[0]

@@ -358,7 +358,7 @@ IMAGES_JS = r"""async () => {
 
 # Code that does not fit the content column: input lines wider than their box (measured
 # without the wrapping course.css adds, so a cut line is caught even if it would wrap),
-# and outputs that overflow their box.
+# and outputs (text or HTML tables) that overflow their box.
 CODE_FIT_JS = r"""() => {
   const cut = [];
   for (const pre of document.querySelectorAll('div.cell_input div.highlight pre')) {
@@ -372,6 +372,13 @@ CODE_FIT_JS = r"""() => {
   const overflow = [...document.querySelectorAll('div.cell_output pre')]
     .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
     .map(pre => pre.textContent.slice(0, 90));
+  // an HTML table (gm.settings, a results table) whose right edge passes its output's
+  for (const table of document.querySelectorAll('div.cell_output table')) {
+    const box = table.closest('div.cell_output').getBoundingClientRect();
+    if (table.getBoundingClientRect().right > box.right + 1) {
+      overflow.push(table.innerText.replace(/\s+/g, ' ').trim().slice(0, 90));
+    }
+  }
   return {cut, overflow};
 }"""
 
