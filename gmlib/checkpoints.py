@@ -48,19 +48,27 @@ def checkpoint_path(
     name: str, settings: dict[str, Any], *, directory: str | Path | None = None
 ) -> Path:
     """Where the checkpoint for ``name`` trained with ``settings`` lives."""
+    return _path(name, canonical_settings(settings), directory)
+
+
+def _path(name: str, settings_json: str, directory: str | Path | None) -> Path:
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise ValueError(
             "checkpoint name must be non-empty letters, digits, '-', '_' or '.', "
             f"got {name!r}"
         )
     folder = Path(directory) if directory is not None else cache_dir() / "checkpoints"
-    return folder / f"{name}-{settings_key(settings)}.pt"
+    return folder / f"{name}-{_key(settings_json)}.pt"
 
 
 def settings_key(settings: dict[str, Any]) -> str:
     """A short hash of the settings' canonical JSON (:func:`canonical_settings`): the
     same on every run and every machine."""
-    return hashlib.sha256(canonical_settings(settings).encode()).hexdigest()[:12]
+    return _key(canonical_settings(settings))
+
+
+def _key(settings_json: str) -> str:
+    return hashlib.sha256(settings_json.encode()).hexdigest()[:12]
 
 
 def canonical_settings(settings: dict[str, Any]) -> str:
@@ -293,8 +301,8 @@ def train_or_load(
     be written (read-only or full folder, ...), one warning says so and the trained
     model is returned all the same.
     """
-    path = checkpoint_path(name, settings, directory=directory)
     settings_json = canonical_settings(settings)
+    path = _path(name, settings_json, directory)
     model = build()
     if not retrain:
         history = _try_load(path, name, settings_json, model)

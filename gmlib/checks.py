@@ -179,9 +179,7 @@ def seed(value, name: str = "seed") -> int | None:
 
 def non_negative_int(value, name: str) -> int:
     """``value`` if it is an int >= 0 (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    return value
+    return positive_int(value, name, minimum=0)
 
 
 def function(value, name: str, *, optional: bool = True) -> None:

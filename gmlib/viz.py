@@ -78,10 +78,10 @@ def show_images(
 ) -> plt.Figure:
     """Plot ``images`` as a grid (``padding`` white pixels between them); ``title`` is
     the caption. Returns the figure."""
-    grid = image_grid(images, nrow=nrow, padding=padding)  # (3, H', W')
     scale = finite_number(scale, "scale", minimum=0, strict=True)
     if ax is not None and not isinstance(ax, plt.Axes):
         raise TypeError(f"ax must be a matplotlib Axes or None, got {describe(ax)}")
+    grid = image_grid(images, nrow=nrow, padding=padding)  # (3, H', W')
     if ax is None:
         h, w = grid.shape[1:]
         fig, ax = plt.subplots(

@@ -26,7 +26,7 @@ from functools import partial
 import torch
 
 from . import gan_toy
-from .checks import learning_rate, positive_int
+from .checks import learning_rate, non_negative_int, positive_int
 from .gan import GENERATOR_LOSSES, gan_step
 from .train import adam
 
@@ -42,14 +42,10 @@ def _check_loss(value, name: str) -> str:
     return value
 
 
-def _check_seed(value, name: str) -> int:
-    return positive_int(value, name, minimum=0)
-
-
 _INTS = ("k", "noise_dim", "batch_size", "chunk", "total_steps", "hidden", "layers")
 _CHECKS = dict.fromkeys(_INTS, positive_int)
 _CHECKS.update(lr_g=learning_rate, lr_d=learning_rate)
-_CHECKS.update(loss=_check_loss, seed=_check_seed)
+_CHECKS.update(loss=_check_loss, seed=non_negative_int)
 _BUILD = ("noise_dim", "seed", "hidden", "layers")  # these take effect on reset()
 
 
@@ -337,7 +333,7 @@ class ToyGANExplorer:
     def _on_setting(self, name: str, change: dict) -> None:
         try:
             setattr(self.trainer, name, change["new"])
-        except ValueError as err:
+        except (TypeError, ValueError) as err:
             return self._say(f"<span style='color:#b00'>{err}</span>")
         self._say(f"{name} = {change['new']}")
 

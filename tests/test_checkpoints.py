@@ -329,7 +329,7 @@ def test_keys_are_the_same_in_another_process_and_insertion_order():
     from gmlib import zoo
 
     functions = [checkpoints.settings_key, checkpoints.canonical_settings]
-    functions.append(checkpoints._check_json)
+    functions += [checkpoints._key, checkpoints._check_json]
     code = "\n".join(
         ["from __future__ import annotations", "import hashlib, json, math"]
         + ["from typing import Any"]
